@@ -1,0 +1,1 @@
+"""The DRM core (``drivers/gpu/drm/drm_*.c``): GEM, shmem helper, files, drm_mm, fdinfo."""

@@ -1,0 +1,1 @@
+"""Kernel services the emulated drivers lean on: the clock and the kernel log."""

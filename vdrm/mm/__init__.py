@@ -1,0 +1,1 @@
+"""Emulated physical memory: page frames, the xarray, scatterlists (``mm/``, ``lib/``)."""

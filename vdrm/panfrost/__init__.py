@@ -1,0 +1,1 @@
+"""The Panfrost driver (``drivers/gpu/drm/panfrost/``) on top of the DRM core."""
