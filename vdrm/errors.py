@@ -105,3 +105,14 @@ class KernelBug(VdrmError):
     """EIO: an internal invariant broke (a kernel WARN/BUG); tests turn these into failures."""
 
     errno = _errno.EIO
+
+
+class WouldBlock(Exception):
+    """Not an error: the call must wait until the device clock reaches ``until_ns``.
+
+    Raised by waits (WAIT_BO) on a real clock; the I/O layer sleeps and calls again.
+    """
+
+    def __init__(self, until_ns: int):
+        super().__init__(f"would block until {until_ns} ns")
+        self.until_ns = until_ns

@@ -74,6 +74,10 @@ class Driver:
     def gem_close(self, file: DrmFile, obj: "GemObject") -> None:
         """``drm_gem_object_funcs.close``: a handle to ``obj`` in ``file`` was deleted."""
 
+    def has_fdinfo(self, version: tuple[int, int]) -> bool:
+        """Whether this driver has a ``show_fdinfo`` hook in kernel ``version``."""
+        return True
+
     def show_fdinfo(self, file: DrmFile, out: list[str], version: tuple[int, int]) -> None:
         """``drm_driver.show_fdinfo``: append the driver's fdinfo lines for ``version``."""
 
@@ -97,6 +101,7 @@ class DrmDevice:
         self.client_ids = client_ids or ClientIdCounter()
         self.vma_offsets = VmaOffsetManager()
         self.files: dict[int, DrmFile] = {}  # client_id -> file, in open order
+        self.master: DrmFile | None = None
         self.flink_names: dict[int, "GemObject"] = {}
         self._next_flink_name = 1
         self.objects: dict[int, "GemObject"] = {}  # id(obj) -> obj, in creation order
@@ -108,12 +113,19 @@ class DrmDevice:
 
     # -- files ---------------------------------------------------------------------
 
-    def open(self, minor: int, *, pid: int = 0, comm: str = "") -> DrmFile:
-        """drm_open: a new DRM client on ``minor`` with the next ``drm-client-id``."""
+    def open(self, minor: int, *, pid: int = 0, comm: str = "", uid: int = 0) -> DrmFile:
+        """drm_open: a new DRM client on ``minor`` with the next ``drm-client-id``.
+
+        The first open of the primary node while nobody holds DRM master becomes master
+        (``drm_master_open``), and is authenticated.
+        """
         if minor not in self.minors:
             raise InvalidArgument(f"no DRM minor {minor} on this device (have {self.minors})")
-        file = DrmFile(self, minor, self.client_ids.next(), pid=pid, comm=comm)
+        file = DrmFile(self, minor, self.client_ids.next(), pid=pid, comm=comm, uid=uid)
         self.driver.open(file)
+        if minor == PRIMARY_MINOR and self.master is None:
+            self.master = file
+            file.is_master = file.authenticated = True
         self.files[file.client_id] = file
         return file
 
@@ -123,6 +135,8 @@ class DrmDevice:
             raise KernelBug(f"release of client {file.client_id}, which is not open")
         file.release_handles()
         self.driver.postclose(file)
+        if self.master is file:
+            self.master = None
         file.closed = True
 
     # -- GEM bookkeeping -------------------------------------------------------------

@@ -24,12 +24,15 @@ CLIENT_NAME_MAX_LEN = 64
 class DrmFile:
     """``struct drm_file``: one DRM client with its handles and driver state."""
 
-    def __init__(self, dev: "DrmDevice", minor: int, client_id: int, *, pid: int, comm: str):
+    def __init__(self, dev: "DrmDevice", minor: int, client_id: int, *, pid: int, comm: str, uid: int = 0):
         self.dev = dev
         self.minor = minor
         self.client_id = client_id
         self.pid = pid
         self.comm = comm
+        self.uid = uid
+        self.is_master = False  # the primary-node client holding DRM master
+        self.authenticated = uid == 0  # capable(CAP_SYS_ADMIN) at open, or master
         self.client_name: str | None = None
         self.handles = HandleTable()
         self.driver_priv: Any = None

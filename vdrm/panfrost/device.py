@@ -1,0 +1,219 @@
+"""The emulated Panfrost device as a whole (``struct panfrost_device`` and its setup).
+
+:class:`PanfrostDevice` is what the FUSE side talks to. It assembles the machine from
+its parts: emulated RAM (:class:`~vdrm.mm.page_alloc.PageAllocator`), the clock, the
+kernel log, the DRM core device with the Panfrost driver bound to it, and the
+driver-level state (GPU model, job slots, AS slots, profiling switch, devfreq).
+
+It offers exactly the entry points the kernel's file operations, sysfs and debugfs give
+userspace: open/release of a DRM node, the ioctl table, fdinfo text, the ``profiling``
+attribute, debugfs files. Everything is synchronous and atomic per call.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Callable
+
+from vdrm.drm import fdinfo
+from vdrm.drm.device import ClientIdCounter, DrmDevice
+from vdrm.drm.file import DrmFile
+from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl
+from vdrm.errors import InvalidArgument
+from vdrm.kernel.clock import Clock, MonotonicClock, VirtualClock
+from vdrm.kernel.printk import KernelLog
+from vdrm.mm.page_alloc import PAGE_SIZE, PageAllocator
+from vdrm.panfrost.drv import PanfrostDriver
+from vdrm.panfrost.gem import HEAP_BACKINGS
+from vdrm.panfrost.ioctl import PANFROST_IOCTLS
+from vdrm.panfrost.job import FDINFO_ENGINES
+
+# The emulated board: a Rockchip RK3568 with a Mali-G52 2EE (Bifrost), whose GPU sits at
+# fde60000 on the platform bus. Its device name is what sysfs `device` links and the
+# kernel log's dev_err prefix show.
+PLATFORM_DEVICE = "fde60000.gpu"
+
+SIZE_UNITS = ("auto", "exact", "truncating")
+KERNEL_VERSIONS = ((6, 6), (6, 7), (6, 8), (6, 9), (6, 10), (6, 11), (6, 12), (6, 13),
+                   (6, 14), (6, 15), (6, 16), (6, 17), (6, 18))
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """How the emulated machine is built (all of ``mount.py``'s device options)."""
+
+    kernel: tuple[int, int] = (6, 18)  # fdinfo/debugfs dialect
+    heap_backing: str = "sparse"  # "sparse" (RFC) or "dense" (mainline)
+    ram_size: int = 4 << 30  # emulated RAM, bytes
+    as_slots: int = 8  # hardware address-space slots
+    clock: str = "real"  # "real" (CLOCK_MONOTONIC) or "virtual"
+    seed: int = 0  # page allocator placement
+    fragmentation: float = 0.3  # page allocator: 0 contiguous .. 1 scattered
+    first_client_id: int = 1
+    profiling: bool = False
+    clock_start_ns: int = 0  # virtual clock only
+    size_units: str = "auto"  # auto (by kernel), exact (6.7+ rule), truncating (6.5-6.6 rule)
+    fdinfo_revision: str = "merged"  # or "docs": the revision of the kernel docs' example
+
+
+def kstrtobool(text: str) -> bool:
+    """The kernel's ``kstrtobool``: y/Y/t/T/1/on are true, n/N/f/F/0/off false."""
+    t = text.strip("\n")
+    if t[:1] in ("y", "Y", "t", "T", "1"):
+        return True
+    if t[:1] in ("n", "N", "f", "F", "0"):
+        return False
+    if t[:2].lower() == "on":
+        return True
+    if t[:3].lower() == "off":
+        return False
+    raise InvalidArgument(f"{text.strip()!r} is not a boolean (use 0 or 1)")
+
+
+class PanfrostDevice:
+    """The whole emulated GPU: what userspace can reach through nodes, sysfs and debugfs."""
+
+    def __init__(self, config: DeviceConfig = DeviceConfig()):
+        if config.kernel not in KERNEL_VERSIONS:
+            known = ", ".join(f"{a}.{b}" for a, b in KERNEL_VERSIONS)
+            raise InvalidArgument(f"kernel {config.kernel[0]}.{config.kernel[1]} is not emulated (known: {known})")
+        if config.heap_backing not in HEAP_BACKINGS:
+            raise InvalidArgument(f"heap backing must be sparse or dense, not {config.heap_backing!r}")
+        if config.clock not in ("real", "virtual"):
+            raise InvalidArgument(f"clock must be real or virtual, not {config.clock!r}")
+        if config.ram_size < (16 << 20) or config.ram_size % PAGE_SIZE:
+            raise InvalidArgument(f"emulated RAM must be a page multiple of at least 16 MiB, not {config.ram_size}")
+        self.config = config
+        self.platform_device = PLATFORM_DEVICE
+        if config.fdinfo_revision not in ("merged", "docs"):
+            raise InvalidArgument(f"fdinfo revision must be merged or docs, not {config.fdinfo_revision!r}")
+        if config.size_units not in SIZE_UNITS:
+            raise InvalidArgument(f"size units must be auto, exact or truncating, not {config.size_units!r}")
+        self.clock: Clock = VirtualClock(config.clock_start_ns) if config.clock == "virtual" else MonotonicClock()
+        self.log = KernelLog(self.clock)
+        self.pages = PageAllocator(config.ram_size // PAGE_SIZE, seed=config.seed,
+                                   fragmentation=config.fragmentation)
+        self.driver = PanfrostDriver(kernel=config.kernel, heap_backing=config.heap_backing,
+                                     as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
+                                     profiling=config.profiling, size_units=config.size_units,
+                                     fdinfo_revision=config.fdinfo_revision)
+        self.drm = DrmDevice(self.driver, pages=self.pages, clock=self.clock, log=self.log,
+                             client_ids=ClientIdCounter(config.first_client_id))
+        self._ioctls = {i.name: i for i in (*CORE_IOCTLS, *PANFROST_IOCTLS)}
+        self._timeline: list[tuple[int, int, Callable[[], None]]] = []
+        self._seq = 0
+        self._last_step: tuple[int, int, dict[int, list[int]]] = (self.clock.now_ns(), self.clock.now_ns(), {})
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.config.kernel
+
+    def update(self) -> None:
+        """Bring the job timeline up to the clock's now."""
+        self.driver.sched.update()
+
+    # -- the virtual clock, timed events and ground truth ------------------------------
+
+    def schedule(self, at_ns: int, action: Callable[[], None]) -> None:
+        """Run ``action`` when the clock reaches ``at_ns`` (scenario timelines use this)."""
+        self._seq += 1
+        heapq.heappush(self._timeline, (at_ns, self._seq, action))
+
+    def advance(self, delta_ns: int) -> int:
+        """Move the virtual clock forward by ``delta_ns``, running timed events in order.
+
+        This is one *clock step*: the ground truth (:meth:`truth`) describes what a parser
+        sampling fdinfo before and after it should compute.
+        """
+        if not self.clock.virtual:
+            raise InvalidArgument("the clock is real: time cannot be advanced (mount with --clock virtual)")
+        if delta_ns < 0:
+            raise InvalidArgument(f"the virtual clock cannot go backwards ({delta_ns} ns)")
+        before = self._usage_snapshot()
+        start = self.clock.now_ns()
+        target = start + delta_ns
+        self._run_due(target)
+        self.clock.set(target)
+        self.update()
+        self._last_step = (start, target, before)
+        return target
+
+    def run_due(self) -> None:
+        """Run the timed events that are due at the clock's current time."""
+        self._run_due(self.clock.now_ns())
+
+    def _run_due(self, until_ns: int) -> None:
+        while self._timeline and self._timeline[0][0] <= until_ns:
+            at, _, action = heapq.heappop(self._timeline)
+            if at > self.clock.now_ns():
+                self.clock.set(at)
+            self.update()
+            action()
+        self.update()
+
+    def _usage_snapshot(self) -> dict[int, list[int]]:
+        self.update()
+        return {cid: list(f.driver_priv.usage.elapsed_ns) for cid, f in self.drm.files.items()}
+
+    def truth(self, file: DrmFile) -> dict:
+        """What a correct fdinfo parser arrives at for ``file`` over the last clock step."""
+        self.update()
+        start, end, before = self._last_step
+        step = end - start
+        usage = file.driver_priv.usage
+        engines = {}
+        for slot, engine in enumerate(FDINFO_ENGINES):
+            prev = before.get(file.client_id, [0] * len(usage.elapsed_ns))[slot]
+            delta = usage.elapsed_ns[slot] - prev
+            engines[engine] = {"busy_ns": usage.elapsed_ns[slot], "delta_ns": delta,
+                               "utilisation": (delta / step) if step else None,
+                               "cycles": usage.cycles[slot]}
+        stats = fdinfo.memory_stats(file, self.kernel)
+        return {
+            "drm-client-id": file.client_id,
+            "drm-driver": self.driver.name,
+            "minor": file.minor,
+            "clock": {"step_start_ns": start, "step_end_ns": end, "step_ns": step},
+            "profiling": self.profiling,
+            "engines": engines,
+            "memory": {"total": stats.total, "shared": stats.shared, "resident": stats.resident,
+                       "purgeable": stats.purgeable, "active": stats.active},
+        }
+
+    def open(self, minor: int, *, pid: int = 0, comm: str = "", uid: int = 0) -> DrmFile:
+        """Open ``card0`` (minor 0) or ``renderD128`` (minor 128): a new DRM client."""
+        self.update()
+        return self.drm.open(minor, pid=pid, comm=comm, uid=uid)
+
+    def release(self, file: DrmFile) -> None:
+        """The last fd of an open closed: the client and everything it holds go."""
+        self.update()
+        self.drm.release(file)
+
+    @property
+    def ioctls(self) -> dict[str, Ioctl]:
+        """Every request a client may send, by upper-case name (DRM core + Panfrost + vdrm)."""
+        return self._ioctls
+
+    def fdinfo(self, file: DrmFile, *, pos: int = 0, flags: int = 0o2400002, mnt_id: int = 0, ino: int = 0) -> str:
+        """The full ``/proc/<pid>/fdinfo/<fd>`` text: generic header lines, then DRM lines."""
+        self.update()
+        return fdinfo.header(pos=pos, flags=flags, mnt_id=mnt_id, ino=ino) + fdinfo.show_fdinfo(file, self.kernel)
+
+    @property
+    def profiling(self) -> bool:
+        return self.driver.profiling
+
+    def write_profiling(self, text: str) -> None:
+        """A write to sysfs ``profiling`` (kstrtobool rules); InvalidArgument otherwise."""
+        value = kstrtobool(text)
+        self.update()
+        self.driver.profiling = value
+
+    def debugfs_files(self) -> dict[str, Callable[[], str]]:
+        """Files of ``/sys/kernel/debug/dri/<minor>/``: name -> renderer of the whole text."""
+        from vdrm.panfrost import debugfs
+
+        self.update()
+        return debugfs.files(self)
