@@ -1,0 +1,568 @@
+"""Reading and validating scenario files.
+
+The format, by example (``fixtures/*.toml`` has complete ones)::
+
+    description = "one game on both engines"
+
+    [device]
+    kernel = "6.18"            # fdinfo dialect: 6.6 .. 6.18
+    profiling = true
+    heap_backing = "sparse"    # or "dense"
+    ram = "1G"
+    first_client_id = 1
+    size_units = "auto"        # auto (by kernel) | exact (6.7+) | truncating (6.5-6.6)
+    fdinfo_revision = "merged" # or "docs": the revision of the kernel docs' example
+    frequency = { fragment = 800000000, vertex-tiler = 800000000 }   # Hz, max = cur
+    curfreq = { fragment = 400000000 }                                # optional
+
+    [clock]
+    start = "10s"
+
+    [[client]]
+    id = "game"                # the scenario's name for the client
+    node = "renderD128"        # or "card0"
+    name = "supertuxkart"      # drm-client-name (6.13+), optional
+    usage = { fragment = [1846584880, 1424359409] }   # engine [busy ns, cycles] at start
+
+    [[client.bo]]
+    id = "heap"
+    size = "64M"
+    flags = ["HEAP", "NOEXEC"]
+    resident = "8M"            # heaps: fault in this much from the start (2M blocks)
+    label = "tiler heap"
+    madvise = "DONTNEED"       # optional
+    purged = false             # true: purged already (needs madvise = "DONTNEED")
+    share_with = ["other"]     # GEM_FLINK here, GEM_OPEN in those clients
+
+    [[process]]
+    pid = 100                  # shown as 4194304 + 100
+    ppid = 1
+    comm = "supertuxkart"
+    cmdline = ["supertuxkart", "--fullscreen"]
+    uid = 1000
+    fds = { 3 = "game", 4 = "game" }        # fd -> client (same client twice = dup)
+    fd_flags = { 3 = "02100002" }           # optional, octal as fdinfo prints it
+
+    [[job]]
+    client = "game"
+    engine = "fragment"        # fragment | vertex-tiler | compute-only
+    at = "0ms"
+    duration = "12ms"
+    every = "16ms"             # optional: repeat ...
+    count = 60                 # ... this many times
+    bos = ["heap"]
+    touch = ["heap+8M"]        # GPU addresses the job touches: BO id + offset
+
+    [[event]]                  # things that happen at a time
+    at = "500ms"
+    client = "game"
+    engine_skew = { fragment = "-2ms" }     # engine time briefly behind (catches up)
+
+Every error is a :class:`ScenarioError` whose text is ``FILE:LINE: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vdrm.panfrost.device import KERNEL_VERSIONS
+from vdrm.panfrost.gem import BO_FLAGS, HEAP_BACKINGS, SZ_2M
+from vdrm.panfrost.job import ENGINES
+
+PID_BASE = 4194304  # PID_MAX_LIMIT on 64-bit: no real pid is this large
+DEFAULT_FD_FLAGS = 0o2100002  # O_RDWR | O_LARGEFILE (x86-64) | O_CLOEXEC
+DEFAULT_MNT_ID = 27
+SIZE_UNITS = ("auto", "exact", "truncating")
+NODES = {"card0": 0, "renderD128": 128}
+EVENT_KINDS = ("engine_skew", "profiling", "curfreq", "close_client", "madvise", "fault")
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?)?\s*$", re.I)
+_DURATION_RE = re.compile(r"^\s*(-?\d+)\s*(ns|us|ms|s)?\s*$")
+_DURATION_UNITS = {None: 1, "ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+class ScenarioError(Exception):
+    """A scenario file is unusable; the message is ``FILE:LINE: what is wrong``."""
+
+    def __init__(self, path: str, line: int | None, message: str):
+        self.path, self.line, self.message = path, line, message
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class BoSpec:
+    id: str
+    size: int
+    flags: int
+    resident: int = 0
+    label: str | None = None
+    madvise: str | None = None
+    share_with: tuple[str, ...] = ()
+    line: int = 0
+    purged: bool = False
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    id: str
+    minor: int
+    name: str | None
+    bos: tuple[BoSpec, ...]
+    line: int = 0
+    usage: dict[int, tuple[int, int]] = field(default_factory=dict)  # slot -> (ns, cycles) at start
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    pid: int  # as presented (PID_BASE added)
+    ppid: int
+    comm: str
+    cmdline: tuple[str, ...]
+    uid: int
+    gid: int
+    fds: dict[int, str]
+    fd_flags: dict[int, int]
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    client: str
+    engine: int
+    at: int
+    duration: int
+    every: int
+    count: int
+    bos: tuple[str, ...]
+    touch: tuple[tuple[str, int], ...]
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    at: int
+    kind: str
+    client: str | None
+    value: Any
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    kernel: tuple[int, int] = (6, 18)
+    profiling: bool = True
+    heap_backing: str = "sparse"
+    ram_size: int = 1 << 30
+    first_client_id: int = 1
+    size_units: str = "auto"
+    seed: int = 0
+    fragmentation: float = 0.3
+    as_slots: int = 8
+    fdinfo_revision: str = "merged"
+    maxfreq: dict[int, int] = field(default_factory=dict)
+    curfreq: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    path: str
+    description: str
+    device: DeviceSpec
+    clock_start: int
+    mnt_id: int
+    clients: tuple[ClientSpec, ...]
+    processes: tuple[ProcessSpec, ...]
+    jobs: tuple[JobSpec, ...]
+    events: tuple[EventSpec, ...]
+
+
+class _Lines:
+    """Finds the line of a table or key in the TOML text (tomllib reports none)."""
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+
+    def headers(self, name: str) -> list[int]:
+        pattern = re.compile(r"^\s*\[\[\s*" + re.escape(name) + r"\s*\]\]")
+        return [i + 1 for i, line in enumerate(self.lines) if pattern.match(line)]
+
+    def table(self, name: str) -> int | None:
+        pattern = re.compile(r"^\s*\[\s*" + re.escape(name) + r"\s*\]")
+        return next((i + 1 for i, line in enumerate(self.lines) if pattern.match(line)), None)
+
+    def key(self, key: str, start: int | None, end: int | None = None) -> int | None:
+        """The first line at or after ``start`` (1-based) assigning ``key``, before ``end``."""
+        pattern = re.compile(r"^\s*\"?" + re.escape(key) + r"\"?\s*=")
+        first = (start or 1) - 1
+        last = (end - 1) if end else len(self.lines)
+        for i in range(first, last):
+            if pattern.match(self.lines[i]):
+                return i + 1
+            if i > first and self.lines[i].lstrip().startswith("["):
+                break
+        return start
+
+
+class _Reader:
+    """Typed access to one table of the file, raising ScenarioError with a line."""
+
+    def __init__(self, path: str, lines: _Lines, table: dict[str, Any], what: str, line: int | None):
+        self.path, self.lines, self.table, self.what, self.line = path, lines, table, what, line
+        if not isinstance(table, dict):
+            raise ScenarioError(path, line, f"{what} must be a table")
+        self.used: set[str] = set()
+
+    def fail(self, key: str | None, message: str) -> ScenarioError:
+        line = self.lines.key(key, self.line) if key else self.line
+        return ScenarioError(self.path, line, f"{self.what}: {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, required: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if required or default is ...:
+                raise self.fail(None, f"'{key}' is required")
+            return default
+        value = self.table[key]
+        if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.fail(key, f"'{key}' must be {_kind_name(kind)}, not a boolean")
+        if not isinstance(value, kind):
+            raise self.fail(key, f"'{key}' must be {_kind_name(kind)}, not {type(value).__name__} {value!r}")
+        return value
+
+    def size(self, key: str, default: Any = ...) -> int:
+        value = self.get(key, (int, str), default)
+        if isinstance(value, int):
+            if value < 0:
+                raise self.fail(key, f"'{key}' must not be negative")
+            return value
+        m = _SIZE_RE.match(value)
+        if not m:
+            raise self.fail(key, f"'{key}' = {value!r} is not a size (bytes, or a number with K, M or G)")
+        unit = (m[2] or "").upper()[:1]
+        return int(m[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[unit]
+
+    def duration(self, key: str, default: Any = ..., *, signed: bool = False) -> int:
+        value = self.get(key, (int, str), default)
+        return _duration(self, key, value, signed)
+
+    def check_unknown(self) -> None:
+        for key in self.table:
+            if key not in self.used:
+                known = ", ".join(sorted(self.used))
+                raise self.fail(key, f"unknown key '{key}' (known here: {known})")
+
+
+def _duration(reader: _Reader, key: str, value: Any, signed: bool) -> int:
+    if isinstance(value, int):
+        ns = value
+    else:
+        m = _DURATION_RE.match(value)
+        if not m:
+            raise reader.fail(key, f"'{key}' = {value!r} is not a duration (a number with ns, us, ms or s)")
+        ns = int(m[1]) * _DURATION_UNITS[m[2]]
+    if ns < 0 and not signed:
+        raise reader.fail(key, f"'{key}' must not be negative")
+    return ns
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", str: "a string", bool: "true or false", list: "a list", dict: "a table",
+             float: "a number"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _engine(reader: _Reader, key: str, name: str) -> int:
+    if name not in ENGINES:
+        raise reader.fail(key, f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
+    return ENGINES.index(name)
+
+
+def load(path: str | Path) -> ScenarioSpec:
+    """Read and validate a scenario file; ScenarioError says where and what is wrong."""
+    path = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ScenarioError(path, None, f"cannot read the scenario: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(path, None, "the scenario is not UTF-8 text") from None
+    return loads(text, path)
+
+
+def loads(text: str, path: str = "<scenario>") -> ScenarioSpec:
+    """Validate scenario ``text`` (``path`` only names it in errors)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(err))
+        line = int(m[1]) if m else None
+        raise ScenarioError(path, line, f"not valid TOML: {re.sub(r' [(]at line.*', '', str(err))}") from None
+    lines = _Lines(text)
+    top = _Reader(path, lines, data, "scenario", None)
+    description = top.get("description", str, "")
+    device = _device(_Reader(path, lines, top.get("device", dict, {}), "[device]", lines.table("device")))
+    clock = _Reader(path, lines, top.get("clock", dict, {}), "[clock]", lines.table("clock"))
+    clock_start = clock.duration("start", 0)
+    clock.check_unknown()
+    mnt_id = top.get("mnt_id", int, DEFAULT_MNT_ID)
+
+    clients = _clients(path, lines, top.get("client", list, []))
+    client_ids = {c.id for c in clients}
+    bo_ids = {b.id: (c.id, b) for c in clients for b in c.bos}
+    processes = _processes(path, lines, top.get("process", list, []), client_ids)
+    jobs = _jobs(path, lines, top.get("job", list, []), client_ids, bo_ids)
+    events = _events(path, lines, top.get("event", list, []), client_ids, bo_ids)
+    top.check_unknown()
+    return ScenarioSpec(path, description, device, clock_start, mnt_id, clients, processes, jobs, events)
+
+
+def _device(r: _Reader) -> DeviceSpec:
+    kernel_text = r.get("kernel", str, "6.18")
+    m = re.match(r"^(\d+)\.(\d+)$", kernel_text)
+    kernel = (int(m[1]), int(m[2])) if m else None
+    if kernel not in KERNEL_VERSIONS:
+        known = ", ".join(f"{a}.{b}" for a, b in KERNEL_VERSIONS)
+        raise r.fail("kernel", f"kernel {kernel_text!r} is not emulated (known: {known})")
+    backing = r.get("heap_backing", str, "sparse")
+    if backing not in HEAP_BACKINGS:
+        raise r.fail("heap_backing", f"heap_backing must be sparse or dense, not {backing!r}")
+    units = r.get("size_units", str, "auto")
+    if units not in SIZE_UNITS:
+        raise r.fail("size_units", f"size_units must be one of {', '.join(SIZE_UNITS)}, not {units!r}")
+    first_id = r.get("first_client_id", int, 1)
+    if first_id < 1:
+        raise r.fail("first_client_id", "first_client_id starts at 1 or above")
+    frag = r.get("fragmentation", (int, float), 0.3)
+    if not 0 <= frag <= 1:
+        raise r.fail("fragmentation", "fragmentation is between 0 and 1")
+    freqs = {}
+    for key in ("frequency", "curfreq"):
+        table = r.get(key, dict, {})
+        parsed = {}
+        for engine, hz in table.items():
+            if not isinstance(hz, int) or isinstance(hz, bool) or hz <= 0:
+                raise r.fail(key, f"{key}.{engine} must be a positive number of Hz")
+            parsed[_engine(r, key, engine)] = hz
+        freqs[key] = parsed
+    revision = r.get("fdinfo_revision", str, "merged")
+    if revision not in ("merged", "docs"):
+        raise r.fail("fdinfo_revision", f"fdinfo_revision must be merged or docs, not {revision!r}")
+    spec = DeviceSpec(kernel=kernel, profiling=r.get("profiling", bool, True), heap_backing=backing,
+                      fdinfo_revision=revision,
+                      ram_size=r.size("ram", 1 << 30), first_client_id=first_id, size_units=units,
+                      seed=r.get("seed", int, 0), fragmentation=float(frag),
+                      as_slots=r.get("as_slots", int, 8), maxfreq=freqs["frequency"], curfreq=freqs["curfreq"])
+    if spec.ram_size < (16 << 20):
+        raise r.fail("ram", "ram must be at least 16M")
+    r.check_unknown()
+    return spec
+
+
+def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ...]:
+    headers = lines.headers("client")
+    bo_headers = lines.headers("client.bo")
+    out: list[ClientSpec] = []
+    seen_bos: set[str] = set()
+    for i, item in enumerate(items):
+        line = headers[i] if i < len(headers) else None
+        r = _Reader(path, lines, item, f"client #{i + 1}", line)
+        cid = r.get("id", str, required=True)
+        if any(c.id == cid for c in out):
+            raise r.fail("id", f"client id {cid!r} is used twice")
+        node = r.get("node", str, "renderD128")
+        if node not in NODES:
+            raise r.fail("node", f"node must be card0 or renderD128, not {node!r}")
+        name = r.get("name", str, None)
+        end = headers[i + 1] if i + 1 < len(headers) else None
+        my_bo_lines = [b for b in bo_headers if (line or 0) < b and (end is None or b < end)]
+        bos = []
+        for j, bo_item in enumerate(r.get("bo", list, [])):
+            br = _Reader(path, lines, bo_item, f"client {cid!r} bo #{j + 1}",
+                         my_bo_lines[j] if j < len(my_bo_lines) else line)
+            bo = _bo(br)
+            if bo.id in seen_bos:
+                raise br.fail("id", f"BO id {bo.id!r} is used twice (BO ids are scenario-wide)")
+            seen_bos.add(bo.id)
+            bos.append(bo)
+        usage = {}
+        for engine, value in r.get("usage", dict, {}).items():
+            if (not isinstance(value, list) or len(value) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
+                raise r.fail("usage", f"usage.{engine} is [busy_ns, cycles], two non-negative integers")
+            usage[_engine(r, "usage", engine)] = (value[0], value[1])
+        r.check_unknown()
+        out.append(ClientSpec(cid, NODES[node], name, tuple(bos), line or 0, usage))
+    ids = {c.id for c in out}
+    for c in out:
+        for bo in c.bos:
+            for other in bo.share_with:
+                if other not in ids or other == c.id:
+                    raise ScenarioError(path, bo.line, f"BO {bo.id!r}: share_with names {other!r}, "
+                                        f"which is not another client")
+    return tuple(out)
+
+
+def _bo(r: _Reader) -> BoSpec:
+    bid = r.get("id", str, required=True)
+    size = r.size("size")
+    if size == 0:
+        raise r.fail("size", "size must be non-zero")
+    flags = 0
+    for name in r.get("flags", list, []):
+        if name not in BO_FLAGS or name == "WB_MMAP":
+            raise r.fail("flags", f"unknown BO flag {name!r} (known: NOEXEC, HEAP)")
+        flags |= BO_FLAGS[name]
+    heap = flags & BO_FLAGS["HEAP"]
+    if heap and not flags & BO_FLAGS["NOEXEC"]:
+        raise r.fail("flags", "a HEAP BO needs NOEXEC too (heaps are never executable)")
+    resident = r.size("resident", 0)
+    if resident and not heap:
+        raise r.fail("resident", "only heap BOs have a partial residency (other BOs are fully resident)")
+    rounded = -(-size // SZ_2M) * SZ_2M if heap else size
+    if resident % SZ_2M or resident > rounded:
+        raise r.fail("resident", f"resident must be a multiple of 2M and at most the heap size ({rounded})")
+    madvise = r.get("madvise", str, None)
+    if madvise not in (None, "WILLNEED", "DONTNEED"):
+        raise r.fail("madvise", f"madvise must be WILLNEED or DONTNEED, not {madvise!r}")
+    share = r.get("share_with", list, [])
+    if not all(isinstance(s, str) for s in share):
+        raise r.fail("share_with", "share_with is a list of client ids")
+    purged = r.get("purged", bool, False)
+    if purged and (madvise != "DONTNEED" or heap):
+        raise r.fail("purged", "only a non-heap BO with madvise = \"DONTNEED\" can be purged")
+    spec = BoSpec(bid, size, flags, resident, r.get("label", str, None), madvise, tuple(share), r.line or 0,
+                  purged)
+    r.check_unknown()
+    return spec
+
+
+def _processes(path: str, lines: _Lines, items: list[Any], clients: set[str]) -> tuple[ProcessSpec, ...]:
+    headers = lines.headers("process")
+    out: list[ProcessSpec] = []
+    for i, item in enumerate(items):
+        r = _Reader(path, lines, item, f"process #{i + 1}", headers[i] if i < len(headers) else None)
+        pid = r.get("pid", int, required=True)
+        if not 1 <= pid < PID_BASE:
+            raise r.fail("pid", f"pid must be between 1 and {PID_BASE - 1} (it is shown as {PID_BASE} + pid)")
+        if any(p.pid == PID_BASE + pid for p in out):
+            raise r.fail("pid", f"pid {pid} is used twice")
+        ppid = r.get("ppid", int, 1)
+        comm = r.get("comm", str, required=True)
+        cmdline = r.get("cmdline", list, [comm])
+        if not all(isinstance(a, str) for a in cmdline):
+            raise r.fail("cmdline", "cmdline is a list of strings")
+        fds: dict[int, str] = {}
+        for key, client in r.get("fds", dict, {}).items():
+            if not key.isdigit():
+                raise r.fail("fds", f"fd {key!r} is not a number")
+            if client not in clients:
+                raise r.fail("fds", f"fd {key} names client {client!r}, which the scenario does not define")
+            fds[int(key)] = client
+        fd_flags: dict[int, int] = {}
+        for key, value in r.get("fd_flags", dict, {}).items():
+            if not key.isdigit() or int(key) not in fds:
+                raise r.fail("fd_flags", f"fd_flags names fd {key!r}, which is not in fds")
+            try:
+                fd_flags[int(key)] = int(value, 8) if isinstance(value, str) else int(value)
+            except ValueError:
+                raise r.fail("fd_flags", f"fd_flags.{key} = {value!r} is not an octal number") from None
+        uid = r.get("uid", int, 1000)
+        spec = ProcessSpec(PID_BASE + pid, PID_BASE + ppid if 1 < ppid < PID_BASE and ppid != pid else ppid,
+                           comm[:15], tuple(cmdline), uid, r.get("gid", int, uid), fds, fd_flags, r.line or 0)
+        r.check_unknown()
+        out.append(spec)
+    return tuple(out)
+
+
+def _address(r: _Reader, key: str, text: Any, bos: dict[str, Any]) -> tuple[str, int]:
+    if isinstance(text, int) and not isinstance(text, bool):
+        return ("", text)
+    if not isinstance(text, str):
+        raise r.fail(key, f"{key} entries are addresses or 'bo+offset' strings, not {text!r}")
+    name, _, offset = text.partition("+")
+    if name.strip() not in bos:
+        raise r.fail(key, f"{text!r}: {name.strip()!r} is not a BO id")
+    off = 0
+    if offset:
+        m = _SIZE_RE.match(offset) or re.match(r"^\s*(0x[0-9a-fA-F]+)()\s*$", offset)
+        if not m:
+            raise r.fail(key, f"{text!r}: offset {offset!r} is not a size")
+        if m[1].startswith("0x"):
+            off = int(m[1], 16)
+        else:
+            off = int(m[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[(m[2] or "").upper()[:1]]
+    return (name.strip(), off)
+
+
+def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any]) -> tuple[JobSpec, ...]:
+    headers = lines.headers("job")
+    out = []
+    for i, item in enumerate(items):
+        r = _Reader(path, lines, item, f"job #{i + 1}", headers[i] if i < len(headers) else None)
+        client = r.get("client", str, required=True)
+        if client not in clients:
+            raise r.fail("client", f"client {client!r} is not defined")
+        engine = _engine(r, "engine", r.get("engine", str, "vertex-tiler"))
+        at = r.duration("at", 0)
+        duration = r.duration("duration")
+        every = r.duration("every", 0)
+        count = r.get("count", int, 1)
+        if count < 1 or (count > 1 and every <= 0):
+            raise r.fail("count", "count must be >= 1, and a repeated job needs every > 0")
+        if count > 1_000_000:
+            raise r.fail("count", "count is at most 1000000")
+        job_bos = r.get("bos", list, [])
+        for b in job_bos:
+            if b not in bos:
+                raise r.fail("bos", f"{b!r} is not a BO id")
+            if bos[b][0] != client and client not in bos[b][1].share_with:
+                raise r.fail("bos", f"BO {b!r} is not reachable by client {client!r} (share it first)")
+        touch = tuple(_address(r, "touch", t, bos) for t in r.get("touch", list, []))
+        r.check_unknown()
+        out.append(JobSpec(client, engine, at, duration, every, count, tuple(job_bos), touch, r.line or 0))
+    return tuple(out)
+
+
+def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any]) -> tuple[EventSpec, ...]:
+    headers = lines.headers("event")
+    out = []
+    for i, item in enumerate(items):
+        r = _Reader(path, lines, item, f"event #{i + 1}", headers[i] if i < len(headers) else None)
+        at = r.duration("at")
+        client = r.get("client", str, None)
+        if client is not None and client not in clients:
+            raise r.fail("client", f"client {client!r} is not defined")
+        kinds = [k for k in EVENT_KINDS if k in r.table]
+        if len(kinds) != 1:
+            raise r.fail(None, f"an event does exactly one of: {', '.join(EVENT_KINDS)}")
+        kind = kinds[0]
+        if kind in ("engine_skew", "close_client", "madvise", "fault") and client is None:
+            raise r.fail(kind, f"{kind} needs a client")
+        if kind == "engine_skew":
+            value = {_engine(r, kind, e): _duration(r, kind, d, True)
+                     for e, d in r.get(kind, dict).items()}
+        elif kind == "profiling":
+            value = r.get(kind, bool)
+        elif kind == "curfreq":
+            value = {}
+            for e, hz in r.get(kind, dict).items():
+                if not isinstance(hz, int) or isinstance(hz, bool) or hz <= 0:
+                    raise r.fail(kind, f"curfreq.{e} must be a positive number of Hz")
+                value[_engine(r, kind, e)] = hz
+        elif kind == "close_client":
+            value = r.get(kind, bool)
+        elif kind == "madvise":
+            value = r.get(kind, dict)
+            if set(value) - {"bo", "madv"} or value.get("bo") not in bos or value.get("madv") not in ("WILLNEED", "DONTNEED"):
+                raise r.fail(kind, "madvise = { bo = \"<BO id>\", madv = \"WILLNEED\" | \"DONTNEED\" }")
+        else:
+            value = _address(r, kind, r.get(kind, (str, int)), bos)
+        r.check_unknown()
+        out.append(EventSpec(at, kind, client, value, r.line or 0))
+    return tuple(sorted(out, key=lambda e: e.at))
