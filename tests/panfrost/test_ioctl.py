@@ -268,3 +268,20 @@ def test_release_frees_everything(dev):
     dev.update()
     assert dev.pages.free_pages == free_before
     assert list(dev.drm.iter_objects()) == []
+
+
+def test_wait_bo_that_sleeps_past_its_deadline_times_out():
+    """A blocked WAIT_BO resumed after its deadline is ETIMEDOUT; a fresh late deadline is EBUSY."""
+    dev = make_device()
+    f = dev.open(128)
+    ioctl(f, "CREATE_BO", size=4096, flags=BO_NOEXEC)
+    ioctl(f, "SUBMIT", bo_handles=[1], duration=10**9)
+    dev.clock.virtual = False  # behave like the real clock for the first call
+    deadline = dev.clock.now_ns() + 10**6
+    with pytest.raises(WouldBlock):
+        ioctl(f, "WAIT_BO", handle=1, timeout_ns=deadline)
+    dev.clock.advance(2 * 10**6)
+    with pytest.raises(TimedOut):
+        ioctl(f, "WAIT_BO", handle=1, timeout_ns=deadline)
+    with pytest.raises(Busy):
+        ioctl(f, "WAIT_BO", handle=1, timeout_ns=deadline)

@@ -87,6 +87,7 @@ class PanfrostFile:
     mmu: MmuContext
     usage: EngineUsage = field(default_factory=EngineUsage)
     jm_ctxs: dict[int, int] = field(default_factory=lambda: {0: JM_PRIORITIES["MEDIUM"]})
+    waiting: tuple[int, int] | None = None  # (handle, deadline) of a WAIT_BO that blocked
 
 
 def driver_version(kernel: tuple[int, int]) -> tuple[int, int, int]:

@@ -113,16 +113,21 @@ def wait_bo(file: "DrmFile", handle: int, pad: int, timeout_ns: int) -> dict[str
     _check_pad(pad)
     bo = _bo(file, handle)
     drv = _driver(file)
+    priv = _priv(file)
+    resumed, priv.waiting = priv.waiting == (handle, timeout_ns), None
     drv.sched.update()
     if not bo.is_active():
         return {}
     clock = file.dev.clock
     now = clock.now_ns()
-    if timeout_ns <= now:  # drm_timeout_abs_to_jiffies gives 0: a poll
-        raise Busy(f"BO {handle} is busy (timeout_ns={timeout_ns} is a poll)")
+    if timeout_ns <= now:
+        if resumed:  # the deadline passed while this wait slept
+            raise TimedOut(f"BO {handle} is still busy at the deadline")
+        raise Busy(f"BO {handle} is busy (a deadline of 0 or in the past is a poll)")
     if clock.virtual:
         raise TimedOut(f"BO {handle} is busy; on the virtual clock time passes only when advanced")
     idle_at = drv.sched.idle_at(bo)
+    priv.waiting = (handle, timeout_ns)
     raise WouldBlock(min(idle_at, timeout_ns) if idle_at else timeout_ns)
 
 

@@ -1,0 +1,381 @@
+"""The daemon: command line, mount, serve until a signal, unmount.
+
+``python mount.py MOUNTPOINT [options]`` builds a :class:`~vdrm.panfrost.device.DeviceConfig`
+from the options, mounts the tree with pyfuse3 (``fsname=vdrm``, ``default_permissions``,
+``allow_other``) and serves it in the foreground until SIGINT (Ctrl-C), SIGTERM or SIGHUP,
+then unmounts. ``--daemon`` forks first and returns once the mount is ready; the exit
+status says whether it is (the child reports readiness, or its error, through a pipe).
+
+A mount point left behind by a daemon that died without unmounting (SIGKILL) answers
+ENOTCONN; it is detected in ``/proc/self/mountinfo`` and lazily unmounted, with a
+message, before mounting again. A live mount is never taken over.
+
+Exit status: 0 after a clean unmount (or, with ``--daemon``, once the mount is ready),
+1 when mounting or serving failed, 2 for bad options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import logging
+import os
+import re
+import signal
+import sys
+from typing import Callable, Sequence
+
+import pyfuse3
+import trio
+
+from vdrm.errors import VdrmError
+from vdrm.fs.operations import Operations
+from vdrm.fs.procfs import ProcessTable
+from vdrm.fs.tree import Tree
+from vdrm.panfrost.device import KERNEL_VERSIONS, DeviceConfig, PanfrostDevice
+
+log = logging.getLogger("vdrm")
+
+MNT_DETACH = 2
+MOUNT_OPTIONS = frozenset({"fsname=vdrm", "subtype=vdrm", "default_permissions", "allow_other"})
+MAX_TASKS = 32  # pyfuse3 worker tasks; fewer is faster, each waiting write holds one
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+_SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)
+_SHIFT = {"": 0, "K": 10, "M": 20, "G": 30}
+
+
+class UsageError(Exception):
+    """A bad option value; exit status 2."""
+
+
+class MountError(Exception):
+    """The mount could not be made; exit status 1."""
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> int:
+    """``4G``, ``512M``, ``65536K``, ``4GiB`` or plain bytes (powers of 1024)."""
+    m = _SIZE.fullmatch(text.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (a number with an optional K, M or G)")
+    return int(m.group(1)) << _SHIFT[m.group(2).upper()]
+
+
+def parse_kernel(text: str) -> tuple[int, int]:
+    try:
+        major, minor = (int(part) for part in text.split("."))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a kernel version like 6.18") from None
+    if (major, minor) not in KERNEL_VERSIONS:
+        raise argparse.ArgumentTypeError(f"kernel {text} is not emulated (choose from {_kernels()})")
+    return major, minor
+
+
+def _kernels() -> str:
+    return ", ".join(f"{a}.{b}" for a, b in KERNEL_VERSIONS)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = DeviceConfig()
+    latest = "%d.%d" % KERNEL_VERSIONS[-1]
+    parser = argparse.ArgumentParser(
+        prog="mount.py",
+        description="Mount vdrm: an emulated Arm Mali GPU (Panfrost) with a fake /dev/dri, "
+                    "/proc/<pid>/fdinfo, /sys/class/drm and debugfs, over FUSE.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"""\
+the tree, relative to MOUNTPOINT:
+  dev/dri/card0, dev/dri/renderD128     each open is a new DRM client; write request
+                                        lines, read one reply line per request
+  proc/<pid>/fd/<n>, fdinfo/<n>         every real process holding a vdrm fd
+  proc/<pid>/{{stat,status,comm,cmdline}}
+  sys/class/drm/{{card0,renderD128}}      -> sys/devices/platform/<pdev>/drm/...
+  sys/devices/platform/<pdev>/profiling  write 1 or 0 to turn engine usage keys on/off
+  sys/kernel/debug/dri/{{0,128}}/         debugfs (gems, clients, ...)
+  dmesg                                 the kernel log (tail -f follows it)
+
+example:
+  python mount.py /tmp/vdrm --daemon --log-file /tmp/vdrm.log
+  exec 3<>/tmp/vdrm/dev/dri/renderD128
+  echo 'CREATE_BO size=8M flags=HEAP,NOEXEC' >&3; read -r reply <&3; echo "$reply"
+  echo 'FAULT addr=0x2000000' >&3; read -r reply <&3
+  grep memory /tmp/vdrm/proc/$$/fdinfo/3
+  echo HELP >&3; read -r reply <&3; echo "$reply"
+  exec 3>&-
+  kill $(pgrep -f 'mount.py /tmp/vdrm')    # or Ctrl-C in the foreground: unmounts
+
+exit status: 0 clean unmount (--daemon: mount ready), 1 mount or serving failed,
+2 bad options.""")
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing directory to mount on")
+    device = parser.add_argument_group("the emulated device")
+    device.add_argument("--kernel", type=parse_kernel, default=defaults.kernel, metavar="VERSION",
+                        help=f"kernel whose fdinfo and debugfs dialect to speak: {_kernels()} "
+                             f"(default {latest})")
+    device.add_argument("--heap-backing", choices=("sparse", "dense"), default=defaults.heap_backing,
+                        help="heap BO pages: 'sparse' as the 2025 RFC (pages only where faulted), "
+                             f"'dense' as mainline (default {defaults.heap_backing})")
+    device.add_argument("--ram", type=parse_size, default=defaults.ram_size, metavar="SIZE",
+                        help="emulated RAM, with a K, M or G suffix (default %dG)" % (defaults.ram_size >> 30))
+    device.add_argument("--as-slots", type=_positive, default=defaults.as_slots, metavar="N",
+                        help=f"hardware GPU address-space slots (default {defaults.as_slots})")
+    device.add_argument("--clock", choices=("real", "virtual"), default=defaults.clock,
+                        help="'real': CLOCK_MONOTONIC; 'virtual': time moves only when a scenario "
+                             f"advances it (default {defaults.clock})")
+    device.add_argument("--seed", type=int, default=defaults.seed,
+                        help=f"page allocator placement seed (default {defaults.seed})")
+    device.add_argument("--fragmentation", type=_fraction, default=defaults.fragmentation, metavar="F",
+                        help="physical memory fragmentation, 0 (contiguous) to 1 (scattered) "
+                             f"(default {defaults.fragmentation})")
+    device.add_argument("--first-client-id", type=_positive, default=defaults.first_client_id, metavar="N",
+                        help="first drm-client-id handed out (e.g. 4294967290 to cross u32) "
+                             f"(default {defaults.first_client_id})")
+    device.add_argument("--profiling", action="store_true", default=defaults.profiling,
+                        help="start with sysfs profiling on (drm-engine-* and drm-cycles-* keys)")
+    device.add_argument("--scenario", metavar="FILE",
+                        help="run a scenario file (not supported yet)")
+    daemon = parser.add_argument_group("the daemon")
+    daemon.add_argument("--daemon", action="store_true",
+                        help="detach; return once the mount is ready (exit status says whether it is)")
+    daemon.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                        help="log messages at this level and above (default info)")
+    daemon.add_argument("--log-file", metavar="FILE",
+                        help="append the log here (default: stderr; with --daemon: nowhere)")
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> DeviceConfig:
+    """The device options as a :class:`DeviceConfig`."""
+    if args.scenario is not None:
+        raise UsageError(f"--scenario {args.scenario}: scenarios are not supported yet")
+    return DeviceConfig(kernel=args.kernel, heap_backing=args.heap_backing, ram_size=args.ram,
+                        as_slots=args.as_slots, clock=args.clock, seed=args.seed,
+                        fragmentation=args.fragmentation, first_client_id=args.first_client_id,
+                        profiling=args.profiling)
+
+
+# -- mount table -----------------------------------------------------------------------
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_at(mountpoint: str) -> list[tuple[str, str]]:
+    """``(fstype, source)`` of every mount stacked on ``mountpoint``, oldest first."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            head, _, tail = line.partition(" - ")
+            fields, rest = head.split(" "), tail.split(" ")
+            if len(fields) > 4 and len(rest) > 1 and _unescape(fields[4]) == mountpoint:
+                found.append((rest[0], _unescape(rest[1])))
+    return found
+
+
+def _umount_lazy(path: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(path.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+
+
+def recover_stale(mountpoint: str, say: Callable[[str], None]) -> bool:
+    """Lazily unmount a vdrm mount left stale at ``mountpoint``; True if there was one.
+
+    A live mount there is an error (another daemon serves it), as is a stale mount of
+    some other filesystem.
+    """
+    recovered = False
+    while mounts_at(mountpoint):
+        fstype, source = mounts_at(mountpoint)[-1]
+        try:
+            os.stat(mountpoint)
+        except OSError as e:
+            if e.errno != errno.ENOTCONN:
+                raise MountError(f"{mountpoint}: {e.strerror}") from None
+        else:
+            raise MountError(f"{mountpoint} is already a mount point ({fstype} {source}); "
+                             "is another vdrm serving it?")
+        if source != "vdrm":
+            raise MountError(f"{mountpoint} holds a stale {fstype} mount of {source}, not vdrm's; "
+                             "unmount it yourself (umount -l)")
+        _umount_lazy(mountpoint)
+        say(f"vdrm: {mountpoint} was left stale by a vdrm daemon that died without unmounting "
+            "(Transport endpoint is not connected); lazily unmounted it")
+        recovered = True
+    return recovered
+
+
+# -- serving -----------------------------------------------------------------------------
+
+
+def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = lambda: None) -> None:
+    """Mount ``device``'s tree at ``mountpoint`` and serve until a signal; then unmount."""
+    procfs = ProcessTable(lambda ino: tree.is_open_ino(ino), mountpoint=mountpoint)
+    tree = Tree(device, procfs)
+    ops = Operations(tree)
+    try:
+        pyfuse3.init(ops, mountpoint, set(MOUNT_OPTIONS))
+    except RuntimeError as e:
+        raise MountError(f"cannot mount on {mountpoint}: {e}") from None
+    log.info("mounted vdrm on %s (pid %d)", mountpoint, os.getpid())
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            ops.start(nursery)
+
+            async def session() -> None:
+                await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
+                nursery.cancel_scope.cancel()  # unmounted from outside
+
+            with trio.open_signal_receiver(*_SIGNALS) as signals:
+                nursery.start_soon(session)
+                await trio.lowlevel.checkpoint()
+                ready()
+                async for signum in signals:
+                    log.info("%s: unmounting %s", signal.Signals(signum).name, mountpoint)
+                    ops.stop()
+                    pyfuse3.terminate()
+                    break
+
+    clean = False
+    try:
+        trio.run(run)
+        clean = True
+    finally:
+        pyfuse3.close(unmount=True)
+        if clean:
+            log.info("unmounted %s", mountpoint)
+
+
+def _setup_logging(level: str, log_file: str | None, *, quiet: bool) -> None:
+    root = logging.getLogger()
+    root.setLevel(getattr(logging, level.upper()))
+    fmt = logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    if log_file:
+        handler: logging.Handler = logging.FileHandler(log_file)
+    elif quiet:
+        handler = logging.NullHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+
+
+def _canonical(path: str) -> str:
+    """The mount point as mountinfo spells it, resolved without touching the point itself
+    (a stale mount there answers ENOTCONN to everything)."""
+    path = os.path.abspath(path)
+    head, tail = os.path.split(path)
+    return os.path.join(os.path.realpath(head), tail) if tail else path
+
+
+def _teller(log_file: str | None) -> Callable[[str], None]:
+    """Tell the user on stderr, and the log file if there is one (else the log is stderr)."""
+
+    def say(text: str) -> None:
+        if log_file:
+            print(text, file=sys.stderr, flush=True)
+        log.warning("%s", text)
+
+    return say
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = build_config(args)
+        device = PanfrostDevice(config)
+    except UsageError as e:
+        parser.error(str(e))
+    except VdrmError as e:
+        parser.error(str(e))
+    mountpoint = _canonical(args.mountpoint)
+    if args.log_file:
+        args.log_file = os.path.abspath(args.log_file)
+    _setup_logging(args.log_level, args.log_file, quiet=False)
+    try:
+        recover_stale(mountpoint, _teller(args.log_file))
+        if not os.path.isdir(mountpoint):
+            raise MountError(f"{mountpoint} is not a directory")
+    except MountError as e:
+        print(f"vdrm: {e}", file=sys.stderr)
+        return 1
+    if args.daemon:
+        return _daemonize(mountpoint, device, args)
+    try:
+        serve(mountpoint, device)
+    except MountError as e:
+        print(f"vdrm: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace) -> int:
+    """Fork; the parent returns 0 once the child's mount is ready, 1 with its error."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            report = pipe.read().decode(errors="replace")
+        if report.startswith("ready"):
+            print(f"vdrm: serving {mountpoint} (daemon pid {pid})")
+            return 0
+        os.waitpid(pid, 0)
+        print(f"vdrm: {report.strip() or 'the daemon died before the mount was ready'}", file=sys.stderr)
+        return 1
+
+    os.close(read_end)
+    os.setsid()
+    os.chdir("/")  # hold no directory busy
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    _setup_logging(args.log_level, args.log_file, quiet=True)
+    pipe = os.fdopen(write_end, "wb", buffering=0)
+
+    def ready() -> None:
+        pipe.write(b"ready\n")
+        pipe.close()
+
+    status = 0
+    try:
+        serve(mountpoint, device, ready)
+    except BaseException as e:  # noqa: BLE001 - report everything to the waiting parent
+        log.exception("the daemon failed")
+        if not pipe.closed:
+            pipe.write(str(e).encode() or type(e).__name__.encode())
+        status = 1
+    finally:
+        if not pipe.closed:
+            pipe.close()
+    os._exit(status)

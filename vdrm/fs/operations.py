@@ -1,0 +1,247 @@
+"""The ``pyfuse3.Operations`` adapter: FUSE requests in, :class:`~vdrm.fs.tree.Tree` calls out.
+
+Thin by design: every handler turns pyfuse3's arguments into one tree call and the
+answer into pyfuse3's types. This is the one edge where errors are converted:
+
+- a :class:`~vdrm.errors.VdrmError` becomes ``FUSEError(e.errno)``;
+- any other exception is a vdrm bug: it is logged with its traceback (logger
+  ``vdrm.fs.operations``, "request failed") and answered with ``EIO``. Only ``FUSEError``
+  may leave a pyfuse3 handler, or the whole mount dies.
+
+Engine calls are synchronous, so each handler's work is atomic with respect to the
+other trio tasks. The one request that waits is a DRM request the engine cannot answer
+yet (``WouldBlock``: WAIT_BO on the real clock): a background task sleeps until the
+device clock gets there and answers it; the ``write(2)`` that carried it waits for the
+answer, like the blocking ioctl, but at most :data:`MAX_WRITE_BLOCK` seconds (pyfuse3
+ignores FUSE_INTERRUPT, so a client blocked in a request cannot even be killed). Reads
+never wait. ``flush`` is deliberately not implemented (one round trip per close saved).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+from typing import Any, Awaitable, Callable, Sequence
+
+import pyfuse3
+import trio
+
+from vdrm.errors import VdrmError
+from vdrm.fs.tree import Caller, DirEntry, DrmOpen, OpenFile, Stat, Tree
+
+log = logging.getLogger(__name__)
+
+MAX_WRITE_BLOCK = 10.0  # seconds a write(2) may wait for its requests' answers
+
+
+def _attributes(st: Stat) -> pyfuse3.EntryAttributes:
+    attr = pyfuse3.EntryAttributes()
+    attr.st_ino = st.ino
+    attr.generation = 0
+    attr.entry_timeout = st.entry_timeout
+    attr.attr_timeout = st.attr_timeout
+    attr.st_mode = st.mode
+    attr.st_nlink = st.nlink
+    attr.st_uid = st.uid
+    attr.st_gid = st.gid
+    attr.st_rdev = st.rdev
+    attr.st_size = st.size
+    attr.st_blksize = 4096
+    attr.st_blocks = 0
+    attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = st.mtime_ns
+    return attr
+
+
+def _name(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _edge(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Convert errors once: VdrmError -> its errno; anything else -> logged, EIO."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: "Operations", *args: Any) -> Any:
+        try:
+            return await handler(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except VdrmError as e:
+            log.debug("%s: %s %s", handler.__name__, e.errname, e)
+            raise pyfuse3.FUSEError(e.errno) from None
+        except Exception:
+            log.exception("request failed: %s%r", handler.__name__, _loggable(args))
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+def _loggable(args: Sequence[Any]) -> tuple:
+    return tuple(a[:64] if isinstance(a, (bytes, str)) else a for a in args
+                 if not isinstance(a, (pyfuse3.RequestContext, pyfuse3.ReaddirToken)))
+
+
+class Operations(pyfuse3.Operations):
+    """pyfuse3's view of the tree."""
+
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+
+    def __init__(self, tree: Tree):
+        super().__init__()
+        self.tree = tree
+        self._files: dict[int, OpenFile] = {}
+        self._dirs: dict[int, list[DirEntry]] = {}
+        self._handles = itertools.count(1)
+        self._nursery: trio.Nursery | None = None
+        self._stopping: trio.Event | None = None
+        self._answered: dict[DrmOpen, trio.Event] = {}  # requests waiting for the clock
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Call inside trio before serving: background waits run in ``nursery``."""
+        self._nursery = nursery
+        self._stopping = trio.Event()
+
+    def stop(self) -> None:
+        """Before ``pyfuse3.terminate()``: end every wait and wake every poll(2) waiter."""
+        if self._stopping is not None:
+            self._stopping.set()
+        for handle in self.tree.opens():
+            handle.wake(always=True)
+
+    # -- names and attributes -----------------------------------------------------------
+
+    @_edge
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return _attributes(self.tree.lookup(parent_inode, _name(name)))
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        try:
+            for ino, nlookup in inode_list:
+                self.tree.forget(ino, nlookup)
+        except Exception:  # forget has no request to answer; never let it escape
+            log.exception("request failed: forget")
+
+    @_edge
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return _attributes(self.tree.getattr(inode))
+
+    @_edge
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if fields.update_mode or fields.update_uid or fields.update_gid:
+            raise pyfuse3.FUSEError(errno.EPERM)
+        if fields.update_size:  # O_TRUNC, as `echo 1 > profiling` opens it
+            return _attributes(self.tree.setattr_size(inode))
+        return _attributes(self.tree.getattr(inode))  # times: ignored, as in procfs
+
+    @_edge
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return self.tree.readlink(inode).encode()
+
+    @_edge
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = 4096
+        data.f_namemax = 255
+        return data
+
+    # -- directories -------------------------------------------------------------------
+
+    @_edge
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        fh = next(self._handles)
+        self._dirs[fh] = self.tree.listdir(inode)
+        return fh
+
+    @_edge
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = self._dirs[fh]
+        for index in range(start_id, len(entries)):
+            entry = entries[index]
+            if not pyfuse3.readdir_reply(token, entry.name.encode(), _attributes(entry.stat), index + 1):
+                break
+            if entry.counted:
+                self.tree.remember(entry.inode)
+
+    @_edge
+    async def releasedir(self, fh: int) -> None:
+        entries = self._dirs.pop(fh, [])
+        self.tree.drop_unreferenced(e.inode for e in entries)
+
+    # -- files -------------------------------------------------------------------------
+
+    @_edge
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        file = self.tree.open(inode, flags, Caller(ctx.pid, ctx.uid, ctx.gid))
+        fh = next(self._handles)
+        self._files[fh] = file
+        return pyfuse3.FileInfo(fh=fh, direct_io=file.direct_io, keep_cache=False)
+
+    @_edge
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return self._files[fh].read(off, size)
+
+    @_edge
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        file = self._files[fh]
+        written = file.write(off, buf)
+        if isinstance(file, DrmOpen):
+            await self._answer(file)
+        return written
+
+    @_edge
+    async def poll(self, inode: int, fh: int, poll_handle: pyfuse3.PollHandle | None,
+                   ctx: pyfuse3.RequestContext) -> int:
+        return self._files[fh].poll(poll_handle)
+
+    @_edge
+    async def release(self, fh: int) -> None:
+        file = self._files.pop(fh, None)
+        if file is not None:
+            file.release()
+
+    # The namespace is fixed: nothing can be created, linked, renamed or removed.
+
+    @_edge
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        raise pyfuse3.FUSEError(errno.ENOENT)
+
+    async def _fixed(self, *args: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    mknod = mkdir = symlink = link = unlink = rmdir = rename = _fixed
+
+    # -- waiting for the device clock ----------------------------------------------------
+
+    async def _answer(self, handle: DrmOpen) -> None:
+        """Answer ``handle``'s requests; wait (bounded) if one must wait for the clock."""
+        done = self._answered.get(handle)
+        if done is None:
+            until = handle.answer()
+            if until is None:
+                return
+            if self._nursery is None or self._stopping is None:
+                raise RuntimeError("Operations.start() was not called")
+            done = self._answered[handle] = trio.Event()
+            self._nursery.start_soon(self._answer_later, handle, until, done)
+        with trio.move_on_after(MAX_WRITE_BLOCK):
+            await done.wait()
+
+    async def _answer_later(self, handle: DrmOpen, until: int | None, done: trio.Event) -> None:
+        assert self._stopping is not None
+        clock = self.tree.device.clock
+        try:
+            while until is not None and not handle.released:
+                with trio.move_on_after(max(0.0, (until - clock.now_ns()) / 1e9)):
+                    await self._stopping.wait()
+                if self._stopping.is_set():
+                    break
+                until = handle.answer()
+        except Exception:
+            log.exception("request failed: answering client %d after a wait", handle.file.client_id)
+        finally:
+            del self._answered[handle]
+            done.set()

@@ -1,0 +1,239 @@
+"""Real processes and the vdrm files they hold: what ``proc/<pid>/`` in the tree shows.
+
+The tree's ``proc/`` mirrors the host's ``/proc`` for every real process holding a file
+descriptor on an open ``dev/dri/card0`` or ``dev/dri/renderD128`` of this mount, with the
+pid and fd numbers that process sees. FUSE never tells a filesystem about ``dup()``,
+``fork()`` or ``close()`` (only about the open and the final release), so the holders are
+found the way ``lsof`` finds them: ``readlink /proc/<pid>/fd/<n>`` as a cheap filter on the
+name, then the real ``/proc/<pid>/fdinfo/<n>`` for ``pos``, ``flags``, ``mnt_id`` and ``ino``.
+
+Invariants:
+
+- An fd is ours when its ``ino`` is an inode the tree has open (every open of a DRM node
+  gets its own inode, see :mod:`vdrm.fs.tree`) **and** its ``mnt_id`` is a mount of this
+  filesystem (in the daemon's mount namespace or, for a process in another namespace that
+  bind-mounted part of the tree, in its own).
+- Nothing here ever touches a path on the vdrm mount itself: ``stat`` or ``open`` of our
+  own files from inside a request handler would wait for the busy daemon (deadlock).
+  Everything read lives on the host's procfs.
+- Only the whole-system scan (which pids hold vdrm fds) is cached, for at most
+  :data:`SCAN_TTL` seconds and never across an open or release of a DRM node; per-pid
+  answers are read fresh each time, so an fd closed or dup'd a moment ago is seen.
+
+Cost, measured on a 2-vCPU VM with about 75 processes: a whole scan 3 ms, one fd probe
+(readlink plus fdinfo) 25 µs; only fds whose link names a DRM node get their fdinfo read.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+# How long a whole-/proc scan of vdrm fd holders is reused (``ls proc/`` in a loop).
+SCAN_TTL = 0.1
+
+# Names an fd link must end with to be worth reading its fdinfo (the DRM nodes' names).
+_NODE_NAMES = ("/card0", "/renderD128")
+# Every lookup of a node name mints a new inode and unhashes the old dentry, so the host
+# shows earlier opens of the same name as deleted: "/mnt/dev/dri/card0 (deleted)".
+_DELETED = " (deleted)"
+
+
+@dataclass(frozen=True)
+class FdRef:
+    """One real fd on an open vdrm DRM node, as the host kernel reports it."""
+
+    pid: int
+    fd: int
+    pos: int
+    flags: int  # f_flags as fdinfo prints them (octal there)
+    mnt_id: int
+    ino: int
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb", buffering=0) as f:
+        return f.read()
+
+
+def parse_fdinfo_header(text: str) -> tuple[int, int, int, int] | None:
+    """``pos``, ``flags``, ``mnt_id`` and ``ino`` from a real fdinfo text, or None."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("pos", "mnt_id", "ino"):
+            values[key] = int(value.strip())
+        elif key == "flags":
+            values[key] = int(value.strip(), 8)
+        if len(values) == 4:
+            return values["pos"], values["flags"], values["mnt_id"], values["ino"]
+    return None
+
+
+class ProcessTable:
+    """Which real processes hold which vdrm fds, and their real ``/proc`` files.
+
+    ``is_open_ino(ino)`` says whether ``ino`` is a DRM node inode with a live open (the
+    tree's answer); ``fuse_dev`` is the ``major:minor`` of this FUSE superblock as
+    ``/proc/self/mountinfo`` shows it, learned lazily from ``mountpoint`` if not given.
+    """
+
+    def __init__(self, is_open_ino: Callable[[int], bool], *, mountpoint: str | None = None,
+                 fuse_dev: str | None = None, proc: str = "/proc"):
+        self._is_open_ino = is_open_ino
+        self._mountpoint = mountpoint  # canonical: it is matched against mountinfo as is
+        self._fuse_dev = fuse_dev
+        self._proc = proc
+        self._self_pid = os.getpid()
+        self._mnt_ids: dict[int, bool] = {}  # mnt_id -> is it a mount of our superblock
+        self._scan: list[int] | None = None
+        self._scan_time = 0.0
+
+    # -- which fds are ours --------------------------------------------------------
+
+    def invalidate(self) -> None:
+        """Forget the cached scan (a DRM node was opened or released)."""
+        self._scan = None
+
+    def pids(self) -> list[int]:
+        """Every pid holding at least one vdrm fd, ascending (a cached whole-/proc scan)."""
+        now = time.monotonic()
+        if self._scan is None or now - self._scan_time > SCAN_TTL:
+            self._scan = [pid for pid in self._all_pids() if self.fds(pid)]
+            self._scan_time = now
+        return self._scan
+
+    def fds(self, pid: int) -> dict[int, FdRef]:
+        """The vdrm fds of ``pid`` by fd number, ascending; empty if it has none or is gone."""
+        if pid == self._self_pid:
+            return {}
+        fd_dir = f"{self._proc}/{pid}/fd"
+        try:
+            names = os.listdir(fd_dir)
+        except OSError:
+            return {}
+        found = {}
+        for name in sorted(names, key=int):
+            ref = self._probe(pid, int(name))
+            if ref is not None:
+                found[ref.fd] = ref
+        return found
+
+    def fd(self, pid: int, fd: int) -> FdRef | None:
+        """``pid``'s fd ``fd`` if it is on an open vdrm node, read fresh."""
+        if pid == self._self_pid:
+            return None
+        return self._probe(pid, fd)
+
+    def _probe(self, pid: int, fd: int) -> FdRef | None:
+        try:
+            target = os.readlink(f"{self._proc}/{pid}/fd/{fd}")
+        except OSError:
+            return None
+        if not target.removesuffix(_DELETED).endswith(_NODE_NAMES):
+            return None
+        try:
+            header = parse_fdinfo_header(_read(f"{self._proc}/{pid}/fdinfo/{fd}").decode())
+        except OSError:
+            return None
+        if header is None:
+            return None
+        pos, flags, mnt_id, ino = header
+        if not self._is_open_ino(ino) or not self._is_our_mount(pid, mnt_id):
+            return None
+        return FdRef(pid, fd, pos, flags, mnt_id, ino)
+
+    def _is_our_mount(self, pid: int, mnt_id: int) -> bool:
+        known = self._mnt_ids.get(mnt_id)
+        if known is not None:
+            return known
+        dev = self._our_dev()
+        if dev is None:
+            return False
+        # The mount may live in another mount namespace: ask the holder's own table.
+        mine = False
+        for path in (f"{self._proc}/self/mountinfo", f"{self._proc}/{pid}/mountinfo"):
+            try:
+                table = _read(path).decode(errors="replace")
+            except OSError:
+                continue
+            for line in table.splitlines():
+                fields = line.split(" ", 3)
+                if len(fields) > 2 and fields[0] == str(mnt_id):
+                    mine = fields[2] == dev
+                    break
+            else:
+                continue
+            break
+        self._mnt_ids[mnt_id] = mine
+        return mine
+
+    def _our_dev(self) -> str | None:
+        if self._fuse_dev is None and self._mountpoint is not None:
+            self._fuse_dev = mount_dev(self._mountpoint, proc=self._proc)
+        return self._fuse_dev
+
+    def _all_pids(self) -> list[int]:
+        try:
+            names = os.listdir(self._proc)
+        except OSError:
+            return []
+        return sorted(int(n) for n in names if n.isdigit())
+
+    # -- the processes themselves ----------------------------------------------------
+
+    def tgid(self, tid: int) -> int:
+        """The process (thread group) of thread ``tid``; FUSE reports the thread."""
+        try:
+            for line in _read(f"{self._proc}/{tid}/status").splitlines():
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return tid
+
+    def owner(self, pid: int) -> tuple[int, int]:
+        """The uid and gid real ``/proc/<pid>`` is owned by (the process's euid/egid)."""
+        st = os.stat(f"{self._proc}/{pid}")
+        return st.st_uid, st.st_gid
+
+    def comm(self, pid: int) -> str:
+        try:
+            return _read(f"{self._proc}/{pid}/comm").decode(errors="replace").rstrip("\n")
+        except OSError:
+            return ""
+
+    def read(self, pid: int, name: str) -> bytes:
+        """The real ``/proc/<pid>/<name>`` (``stat``, ``comm``, ``cmdline``, ``status``)."""
+        return _read(f"{self._proc}/{pid}/{name}")
+
+
+def mount_dev(mountpoint: str, *, proc: str = "/proc") -> str | None:
+    """``major:minor`` of the filesystem mounted at ``mountpoint`` (the last one stacked)."""
+    found = None
+    try:
+        table = _read(f"{proc}/self/mountinfo").decode(errors="replace")
+    except OSError:
+        return None
+    for line in table.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4 and _unescape(fields[4]) == mountpoint:
+            found = fields[2]
+    return found
+
+
+def _unescape(field: str) -> str:
+    """Undo mountinfo's octal escapes (``\\040`` for a space ...)."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)

@@ -1,0 +1,789 @@
+"""The virtual tree: every path vdrm serves, declared once, and what an open of it is.
+
+:data:`TABLE` lists each path (relative to the mount point) with its node kind, mode and
+content. ``getattr``, ``lookup``, ``readdir``, ``readlink`` and ``open`` all answer from it;
+no other module spells a path. Placeholders in a path:
+
+``{node}``, ``{minor}``, ``{kind}``
+    expanded when the tree is built, once per DRM node (``card0``/0/``card``,
+    ``renderD128``/128/``render``);
+``{pdev}``
+    the platform device's name (``fde60000.gpu``);
+``{pid}``, ``{fd}``
+    real processes holding vdrm fds and those fds (:mod:`vdrm.fs.procfs`), looked up live;
+``{debugfs}``
+    the device's debugfs files (:meth:`PanfrostDevice.debugfs_files`).
+
+Node kinds and what an open of each gives (:class:`OpenFile`):
+
+``DIR``     directories; ``TEXT`` files rendered once per open from a snapshot and served
+            as slices (opened with ``direct_io``, ``st_size`` 0 as in procfs, 4096 as in
+            sysfs); ``LINK`` symlinks; ``ATTR`` a sysfs attribute (read: text rendered at
+            open; each write: one store); ``LOG`` the kernel log, whose ``st_size`` is the
+            bytes logged so far so ``tail -f`` follows it; ``NODE`` a DRM device node: each
+            open is a new DRM client speaking :mod:`vdrm.fs.protocol`.
+
+Inode numbers, the invariants the ``proc/`` mirror rests on:
+
+- Static paths get fixed inode numbers in table order (the root is 1).
+- Every lookup of a ``NODE`` mints a fresh inode (entry timeout 0), so the kernel
+  revalidates the name on every path walk and each ``open(2)`` lands on its own
+  inode. The ``ino`` the host's ``/proc/<pid>/fdinfo/<fd>`` reports therefore names one
+  open, i.e. one DRM client, whichever process holds the fd (dup'd, inherited or passed).
+  Reopening an fd through ``/proc/<pid>/fd/<n>`` reuses its inode: both clients then show
+  the first one's fdinfo (a known limit). A side effect the host shows: the next lookup
+  of the same name unhashes the older open's dentry, so the host's ``/proc/<pid>/fd``
+  lists earlier opens as ``.../dev/dri/card0 (deleted)``; the mirror under ``proc/``
+  shows the kernel's ``/dev/dri/card0``.
+- Other dynamic paths (under ``proc/<pid>``, debugfs) keep one inode per path while the
+  kernel remembers it; every inode is dropped when its lookup count returns to 0.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno as _errno
+import itertools
+import logging
+import os
+import select
+import stat as _stat
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+
+from vdrm.errors import AccessDenied, NoEntry, VdrmError, WouldBlock
+from vdrm.fs import protocol
+
+if TYPE_CHECKING:
+    from vdrm.drm.file import DrmFile
+    from vdrm.fs.procfs import FdRef, ProcessTable
+    from vdrm.panfrost.device import PanfrostDevice
+
+log = logging.getLogger(__name__)
+
+ROOT_INO = 1
+SYSFS_ATTR_SIZE = 4096  # sysfs reports every attribute as one page
+FD_LINK_SIZE = 64  # what procfs reports as st_size of fd/<n> links
+
+# Attributes and names of static paths never change while mounted; let the kernel cache them.
+STATIC_TIMEOUT = 300.0
+# Dynamic names get entry timeout 0 (every path walk asks again, so a closed fd or an
+# exited process vanishes at once); their attributes may be cached this long, since the
+# LOOKUP that revalidates a name refreshes them anyway, and default_permissions would
+# otherwise send a GETATTR for every directory of every path walk.
+DYNAMIC_TIMEOUT = 1.0
+
+# The DRM nodes: name, minor, by-path suffix.
+NODES = (("card0", 0, "card"), ("renderD128", 128, "render"))
+
+# The emulated board's device-tree node for the GPU (an RK3568's Mali-G52), as the
+# platform device's uevent shows it.
+_PDEV_UEVENT = ("DRIVER=panfrost\nOF_NAME=gpu\nOF_FULLNAME=/gpu@{address}\n"
+                "OF_COMPATIBLE_0=rockchip,rk3568-mali\nOF_COMPATIBLE_1=arm,mali-bifrost\n"
+                "OF_COMPATIBLE_N=2\nMODALIAS=of:NgpuT(null)Crockchip,rk3568-maliCarm,mali-bifrost\n")
+
+
+class Kind(enum.Enum):
+    """What a path is, which decides its file type and what an open of it gives."""
+
+    DIR = "directory"
+    TEXT = "generated file"
+    LINK = "symlink"
+    ATTR = "sysfs attribute"
+    LOG = "kernel log"
+    NODE = "DRM node"
+
+
+class NotADirectory(VdrmError):
+    """ENOTDIR: a directory operation on something that is not one."""
+
+    errno = _errno.ENOTDIR
+
+
+class IsADirectory(VdrmError):
+    """EISDIR: a file operation on a directory."""
+
+    errno = _errno.EISDIR
+
+
+class NotPermitted(VdrmError):
+    """EPERM: the tree's shape and attributes are fixed (chmod, truncate of a text...)."""
+
+    errno = _errno.EPERM
+
+
+class InvalidLink(VdrmError):
+    """EINVAL: readlink of something that is not a symlink."""
+
+    errno = _errno.EINVAL
+
+
+class BadDescriptor(VdrmError):
+    """EBADF: the open file does not allow this (a write to a read-only open)."""
+
+    errno = _errno.EBADF
+
+
+# -- content renderers: (tree, args) -> str | bytes ------------------------------------
+
+
+def _fdinfo(tree: "Tree", a: dict) -> str:
+    ref = tree.procfs.fd(a["pid"], a["fd"])
+    file = tree.client(ref.ino) if ref else None
+    if file is None:
+        raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
+    # pos is 0: a real DRM fd's position never moves (requests are ioctls), while this
+    # FUSE file's moves with every request and reply.
+    return tree.device.fdinfo(file, pos=0, flags=ref.flags, mnt_id=ref.mnt_id, ino=ref.ino)
+
+
+def _fd_target(tree: "Tree", a: dict) -> str:
+    ref = tree.procfs.fd(a["pid"], a["fd"])
+    file = tree.client(ref.ino) if ref else None
+    if file is None:
+        raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
+    return "/dev/dri/" + node_name(file.minor)
+
+
+def _real(name: str) -> Callable[["Tree", dict], bytes]:
+    def render(tree: "Tree", a: dict) -> bytes:
+        try:
+            return tree.procfs.read(a["pid"], name)
+        except OSError:
+            raise NoEntry(f"process {a['pid']} is gone") from None
+    render.__name__ = f"real_{name}"
+    return render
+
+
+def _debugfs(tree: "Tree", a: dict) -> str:
+    render = tree.device.debugfs_files().get(a["debugfs"])
+    if render is None:
+        raise NoEntry(f"no debugfs file {a['debugfs']}")
+    return render()
+
+
+def _pdev_uevent(tree: "Tree", a: dict) -> str:
+    return _PDEV_UEVENT.format(address=a["pdev"].split(".")[0])
+
+
+def _profiling_show(tree: "Tree", a: dict) -> str:
+    return "1\n" if tree.device.profiling else "0\n"
+
+
+def _profiling_store(tree: "Tree", a: dict, text: str) -> None:
+    tree.device.write_profiling(text)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One path of the tree: its kind, permission bits and content.
+
+    ``content`` by kind: TEXT a renderer or a format string; LINK a target format string
+    or a renderer; ATTR a (show, store) pair; others None.
+    """
+
+    path: str
+    kind: Kind
+    mode: int
+    content: Any = None
+    size: int = 0
+
+
+D, T, L, A, G, N = Kind.DIR, Kind.TEXT, Kind.LINK, Kind.ATTR, Kind.LOG, Kind.NODE
+_DEV = "sys/devices/platform/{pdev}"
+
+TABLE: tuple[Row, ...] = (
+    Row("", D, 0o755),
+    Row("dmesg", G, 0o444),
+    Row("dev", D, 0o755),
+    Row("dev/dri", D, 0o755),
+    Row("dev/dri/{node}", N, 0o666),
+    Row("dev/dri/by-path", D, 0o755),
+    Row("dev/dri/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
+    Row("proc", D, 0o555),
+    Row("proc/{pid}", D, 0o555),
+    Row("proc/{pid}/fd", D, 0o500),
+    Row("proc/{pid}/fd/{fd}", L, 0o700, _fd_target, FD_LINK_SIZE),  # mode from the open's flags
+    Row("proc/{pid}/fdinfo", D, 0o555),
+    Row("proc/{pid}/fdinfo/{fd}", T, 0o444, _fdinfo),
+    Row("proc/{pid}/stat", T, 0o444, _real("stat")),
+    Row("proc/{pid}/status", T, 0o444, _real("status")),
+    Row("proc/{pid}/comm", T, 0o444, _real("comm")),  # 0644 in procfs; renaming is not mirrored
+    Row("proc/{pid}/cmdline", T, 0o444, _real("cmdline")),
+    Row("sys", D, 0o555),
+    Row("sys/class", D, 0o755),
+    Row("sys/class/drm", D, 0o755),
+    Row("sys/class/drm/{node}", L, 0o777, "../../devices/platform/{pdev}/drm/{node}"),
+    Row("sys/dev", D, 0o755),
+    Row("sys/dev/char", D, 0o755),
+    Row("sys/dev/char/226:{minor}", L, 0o777, "../../devices/platform/{pdev}/drm/{node}"),
+    Row("sys/devices", D, 0o755),
+    Row("sys/devices/platform", D, 0o755),
+    Row(_DEV, D, 0o755),
+    Row(_DEV + "/uevent", T, 0o444, _pdev_uevent, SYSFS_ATTR_SIZE),
+    Row(_DEV + "/profiling", A, 0o644, (_profiling_show, _profiling_store), SYSFS_ATTR_SIZE),
+    Row(_DEV + "/drm", D, 0o755),
+    Row(_DEV + "/drm/{node}", D, 0o755),
+    Row(_DEV + "/drm/{node}/dev", T, 0o444, "226:{minor}\n", SYSFS_ATTR_SIZE),
+    Row(_DEV + "/drm/{node}/uevent", T, 0o444,
+        "MAJOR=226\nMINOR={minor}\nDEVNAME=dri/{node}\nDEVTYPE=drm_minor\n", SYSFS_ATTR_SIZE),
+    Row(_DEV + "/drm/{node}/device", L, 0o777, "../../../{pdev}"),
+    Row(_DEV + "/drm/{node}/subsystem", L, 0o777, "../../../../../class/drm"),
+    Row("sys/kernel", D, 0o755),
+    Row("sys/kernel/debug", D, 0o700),
+    Row("sys/kernel/debug/dri", D, 0o755),
+    Row("sys/kernel/debug/dri/{minor}", D, 0o755),
+    Row("sys/kernel/debug/dri/{minor}/{debugfs}", T, 0o444, _debugfs),
+)
+del D, T, L, A, G, N
+
+_NODE_KEYS = ("{node}", "{minor}", "{kind}")
+_DYNAMIC = ("pid", "fd", "debugfs")  # placeholders resolved at lookup time
+
+
+def node_name(minor: int) -> str:
+    return "card0" if minor == 0 else f"renderD{minor}"
+
+
+# -- the pattern tree built from TABLE -------------------------------------------------
+
+
+class _Pattern:
+    """A row with the build-time placeholders filled in: a node of the pattern tree."""
+
+    def __init__(self, row: Row, path: str, args: dict[str, Any]):
+        self.row = row
+        self.path = path  # may still contain {pid} {fd} {debugfs}
+        self.args = args  # build-time values: node, minor, kind, pdev
+        self.children: dict[str, _Pattern] = {}
+        self.var_child: _Pattern | None = None
+        self.name = path.rsplit("/", 1)[-1]
+        self.var = self.name[1:-1] if self.name[1:-1] in _DYNAMIC and self.name.startswith("{") else None
+        self.dynamic = any("{" + v + "}" in path for v in _DYNAMIC)
+
+    @property
+    def kind(self) -> Kind:
+        return self.row.kind
+
+
+def _expand(pdev: str) -> list[_Pattern]:
+    patterns = []
+    for row in TABLE:
+        variants: Iterable[dict[str, Any]] = [{}]
+        if any(key in row.path for key in _NODE_KEYS):
+            variants = [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
+        for variant in variants:
+            args = {"pdev": pdev, **variant}
+            path = row.path
+            for key, value in args.items():
+                path = path.replace("{" + key + "}", str(value))
+            patterns.append(_Pattern(row, path, args))
+    return patterns
+
+
+# -- inodes and attributes ---------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Inode:
+    """A name the kernel knows: its pattern, its concrete path and its lookup count."""
+
+    ino: int
+    pattern: _Pattern
+    path: str
+    args: dict[str, Any]
+    parent: int
+    static: bool = False
+    nlookup: int = 0
+
+    @property
+    def kind(self) -> Kind:
+        return self.pattern.kind
+
+
+@dataclass(frozen=True)
+class Stat:
+    """What getattr reports (converted to ``pyfuse3.EntryAttributes`` at the edge)."""
+
+    ino: int
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int
+    rdev: int
+    mtime_ns: int
+    entry_timeout: float
+    attr_timeout: float
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    name: str
+    inode: Inode
+    stat: "Stat"
+    counted: bool  # False for "." and "..": listing them does not add a lookup
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made a request: FUSE reports the calling thread's id."""
+
+    tid: int
+    uid: int
+    gid: int
+
+
+class Waker(Protocol):
+    """Wakes a poll(2)/select(2) waiter once (``pyfuse3.PollHandle``)."""
+
+    def notify(self) -> None: ...
+
+
+# -- open files ---------------------------------------------------------------------------
+
+
+POLL_READABLE = select.POLLIN | select.POLLRDNORM
+POLL_WRITABLE = select.POLLOUT | select.POLLWRNORM
+
+
+class OpenFile:
+    """One open of a tree file; ``read``/``write`` get the offset the kernel passes."""
+
+    direct_io = True
+
+    def read(self, offset: int, size: int) -> bytes:
+        raise BadDescriptor("not open for reading")
+
+    def write(self, offset: int, data: bytes) -> int:
+        raise BadDescriptor("not open for writing")
+
+    def poll(self, waker: Waker | None) -> int:
+        return POLL_READABLE
+
+    def release(self) -> None:
+        pass
+
+
+class Snapshot(OpenFile):
+    """A generated file: the text rendered once at open, served as slices of it."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self.data[offset:offset + size]
+
+
+class Attribute(Snapshot):
+    """A sysfs attribute: reads serve the text shown at open; each write is one store."""
+
+    def __init__(self, data: bytes, store: Callable[[str], None]):
+        super().__init__(data)
+        self._store = store
+
+    def write(self, offset: int, data: bytes) -> int:
+        self._store(data.decode(errors="replace"))
+        return len(data)
+
+    def poll(self, waker: Waker | None) -> int:
+        return POLL_READABLE | POLL_WRITABLE
+
+
+class LogReader(OpenFile):
+    """The kernel log at any offset; it only grows, so ``tail -f`` sees new records."""
+
+    def __init__(self, device: "PanfrostDevice"):
+        self._log = device.log
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self._log.read(offset, size)
+
+
+class DrmOpen(OpenFile):
+    """One open of a DRM node: a DRM client and its request/reply streams.
+
+    Writes are cut into request lines and answered in order; every reply is queued and a
+    read takes the next one (``b""``, i.e. end-of-file, when none is queued: a read never
+    blocks). A request that must wait for the device clock (WAIT_BO on the real clock)
+    stays at the head of the queue: :meth:`answer` returns the time to wait until, and the
+    writer calls it again after sleeping.
+    """
+
+    def __init__(self, tree: "Tree", ino: int, file: "DrmFile"):
+        self.tree = tree
+        self.ino = ino
+        self.file = file
+        self.requests = protocol.RequestStream()
+        self.replies = protocol.ReplyQueue()
+        self._pending: deque[bytes] = deque()
+        self._waker: Waker | None = None
+        self.released = False
+
+    def write(self, offset: int, data: bytes) -> int:
+        self._pending.extend(self.requests.feed(data))
+        return len(data)
+
+    def answer(self) -> int | None:
+        """Answer the pending requests in order; the clock time (ns) to wait for, or None."""
+        table = self.tree.device.ioctls
+        try:
+            while self._pending and not self.released:
+                line = self._pending[0]
+                try:
+                    reply = protocol.handle(table, self.file, line)
+                except WouldBlock as e:
+                    return e.until_ns
+                if isinstance(reply.exception, WouldBlock):
+                    return reply.exception.until_ns
+                self._pending.popleft()
+                if reply.exception is not None:
+                    log.error("request %r of client %d failed inside vdrm", line[:200],
+                              self.file.client_id, exc_info=reply.exception)
+                self.replies.push(reply.line)
+            return None
+        finally:
+            self.wake()
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self.replies.read(size)
+
+    def poll(self, waker: Waker | None) -> int:
+        if self.replies.pending_bytes:
+            return POLL_READABLE | POLL_WRITABLE
+        if waker is not None:
+            self._waker = waker  # a fresh handle replaces the old one
+        return POLL_WRITABLE
+
+    def wake(self, *, always: bool = False) -> None:
+        """Notify a poll(2) waiter if a reply is waiting, the file is going away, or ``always``."""
+        waker = self._waker
+        if waker is not None and (always or self.replies.pending_bytes or self.released):
+            self._waker = None
+            try:
+                waker.notify()
+            except OSError:
+                pass  # the waiter is gone
+
+    def release(self) -> None:
+        # A last request written without a newline still runs; its reply has no reader.
+        self._pending.extend(self.requests.close())
+        self.answer()
+        self.tree.release_client(self)
+
+
+# -- the tree -------------------------------------------------------------------------------
+
+
+class Tree:
+    """The mounted tree over one device and the host's processes."""
+
+    def __init__(self, device: "PanfrostDevice", procfs: "ProcessTable", *, static_timeout: float = STATIC_TIMEOUT):
+        self.device = device
+        self.procfs = procfs
+        self.static_timeout = static_timeout
+        self.mtime_ns = time.time_ns()
+        self._patterns = _expand(device.platform_device)
+        self._inodes: dict[int, Inode] = {}
+        self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
+        self._next_ino = itertools.count(len(self._patterns) + 1)
+        self._opens: dict[int, list[DrmOpen]] = {}  # DRM node inode -> its live opens
+        by_path: dict[str, _Pattern] = {}
+        for ino, pattern in enumerate(self._patterns, start=ROOT_INO):
+            by_path[pattern.path] = pattern
+            if pattern.path:
+                parent = by_path[pattern.path.rpartition("/")[0]]
+                if pattern.var:
+                    parent.var_child = pattern
+                else:
+                    parent.children[pattern.name] = pattern
+            if not pattern.dynamic and pattern.kind is not Kind.NODE:
+                parent_ino = self._by_path[pattern.path.rpartition("/")[0]].ino if pattern.path else ROOT_INO
+                inode = Inode(ino, pattern, pattern.path, dict(pattern.args), parent_ino, static=True)
+                self._inodes[ino] = inode
+                self._by_path[pattern.path] = inode
+
+    # -- names ------------------------------------------------------------------------
+
+    def inode(self, ino: int) -> Inode:
+        inode = self._inodes.get(ino)
+        if inode is None:
+            raise NoEntry(f"inode {ino} is not known (forgotten)")
+        return inode
+
+    def lookup(self, parent_ino: int, name: str) -> Stat:
+        """The attributes of ``name`` in a directory; counts one lookup of its inode.
+
+        The count (the kernel's reference) is taken only once the answer is complete, so
+        a lookup that fails leaves nothing behind.
+        """
+        parent = self.inode(parent_ino)
+        if parent.kind is not Kind.DIR:
+            raise NotADirectory(f"{parent.path or '/'} is not a directory")
+        if name in (".", ".."):  # asked only when exported over NFS; counted all the same
+            inode = parent if name == "." else self.inode(parent.parent)
+        else:
+            inode = self._child(parent, name)
+        try:
+            st = self.stat(inode)
+        except BaseException:
+            self.drop_unreferenced([inode])
+            raise
+        inode.nlookup += 1
+        return st
+
+    def _child(self, parent: Inode, name: str, *, listed: bool = False) -> Inode:
+        """The inode of ``name`` in ``parent``; ``listed``: it was just enumerated (exists)."""
+        pattern = parent.pattern.children.get(name)
+        if pattern is None:
+            pattern = parent.pattern.var_child
+            if pattern is None or not (listed or self._exists(pattern.var, name, parent.args)):
+                raise NoEntry(f"no {name!r} in /{parent.path}")
+            args = {**parent.args, **pattern.args, pattern.var: int(name) if pattern.var != "debugfs" else name}
+        else:
+            args = {**parent.args, **pattern.args}
+        if pattern.var is None and not listed and not self._alive(parent):
+            raise NoEntry(f"/{parent.path} is gone")
+        path = f"{parent.path}/{name}" if parent.path else name
+        if not pattern.dynamic and pattern.kind is not Kind.NODE:
+            return self._by_path[path]
+        if pattern.kind is Kind.NODE:  # a fresh inode per lookup: one per open(2)
+            return self._new_inode(pattern, path, args, parent.ino)
+        inode = self._by_path.get(path)
+        if inode is None:
+            inode = self._new_inode(pattern, path, args, parent.ino)
+            self._by_path[path] = inode
+        inode.parent = parent.ino  # the parent's inode may have been forgotten and remade
+        return inode
+
+    def _new_inode(self, pattern: _Pattern, path: str, args: dict, parent: int) -> Inode:
+        inode = Inode(next(self._next_ino), pattern, path, args, parent)
+        self._inodes[inode.ino] = inode
+        return inode
+
+    def _exists(self, var: str, name: str, args: dict) -> bool:
+        if var == "debugfs":
+            return name in self.device.debugfs_files()
+        if not name.isdigit() or str(int(name)) != name:
+            return False
+        if var == "pid":
+            return bool(self.procfs.fds(int(name)))
+        return self.procfs.fd(args["pid"], int(name)) is not None
+
+    def _alive(self, inode: Inode) -> bool:
+        """Whether a dynamic inode's path still exists (its process, fd, debugfs file)."""
+        if inode.static or inode.kind is Kind.NODE:
+            return True
+        a = inode.args
+        if "fd" in a:
+            return self.procfs.fd(a["pid"], a["fd"]) is not None
+        if "pid" in a:
+            return bool(self.procfs.fds(a["pid"]))
+        if "debugfs" in a:
+            return a["debugfs"] in self.device.debugfs_files()
+        return True
+
+    def remember(self, inode: Inode) -> None:
+        """A readdir entry reached the kernel: it holds one more lookup of ``inode``."""
+        inode.nlookup += 1
+
+    def forget(self, ino: int, nlookup: int) -> None:
+        """The kernel dropped ``nlookup`` references; a dynamic inode at 0 is forgotten."""
+        inode = self._inodes.get(ino)
+        if inode is None or inode.static:
+            return
+        inode.nlookup -= nlookup
+        if inode.nlookup <= 0:
+            self._drop(inode)
+
+    def drop_unreferenced(self, inodes: Iterable[Inode]) -> None:
+        """Forget dynamic inodes made for a listing that never reached the kernel."""
+        for inode in inodes:
+            if not inode.static and inode.nlookup <= 0:
+                self._drop(inode)
+
+    def _drop(self, inode: Inode) -> None:
+        self._inodes.pop(inode.ino, None)
+        if self._by_path.get(inode.path) is inode:
+            del self._by_path[inode.path]
+
+    # -- attributes -------------------------------------------------------------------
+
+    def getattr(self, ino: int) -> Stat:
+        inode = self.inode(ino)
+        if not self._alive(inode):
+            raise NoEntry(f"/{inode.path} is gone")
+        return self.stat(inode)
+
+    def stat(self, inode: Inode, ref: "FdRef | None" = None) -> Stat:
+        row, kind = inode.pattern.row, inode.kind
+        a = inode.args
+        uid = gid = 0
+        if "pid" in a:
+            try:
+                uid, gid = self.procfs.owner(a["pid"])
+            except OSError:
+                raise NoEntry(f"process {a['pid']} is gone") from None
+        mode, size, mtime_ns = row.mode, row.size, self.mtime_ns
+        if kind is Kind.DIR:
+            fmt, nlink = _stat.S_IFDIR, 2
+        elif kind is Kind.LINK:
+            fmt, nlink = _stat.S_IFLNK, 1
+            if "fd" in a:
+                mode = self._fd_link_mode(a, ref)
+            else:
+                size = size or len(self._link_target(inode))
+        else:
+            fmt, nlink = _stat.S_IFREG, 1
+            if kind is Kind.LOG:
+                size, mtime_ns = self.device.log.size, time.time_ns()
+        if kind is Kind.LOG:  # st_size grows: never cache attributes
+            entry_timeout, attr_timeout = self.static_timeout, 0.0
+        elif inode.static:
+            entry_timeout = attr_timeout = self.static_timeout
+        elif kind is Kind.NODE or inode.pattern.var:  # names that come and go, or one inode per open
+            entry_timeout, attr_timeout = 0.0, DYNAMIC_TIMEOUT
+        else:  # fixed names inside proc/<pid>: reached only through a revalidated <pid>
+            entry_timeout = attr_timeout = DYNAMIC_TIMEOUT
+        return Stat(inode.ino, fmt | mode, nlink, uid, gid, size, 0, mtime_ns, entry_timeout, attr_timeout)
+
+    def _fd_link_mode(self, a: dict, ref: "FdRef | None") -> int:
+        """procfs: r-x for an fd open for reading, -wx for writing (``proc_fd_instantiate``)."""
+        ref = ref or self.procfs.fd(a["pid"], a["fd"])
+        if ref is None:
+            raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is closed")
+        accmode = ref.flags & os.O_ACCMODE
+        mode = 0
+        if accmode in (os.O_RDONLY, os.O_RDWR):
+            mode |= 0o500
+        if accmode in (os.O_WRONLY, os.O_RDWR):
+            mode |= 0o300
+        return mode
+
+    def readlink(self, ino: int) -> str:
+        inode = self.inode(ino)
+        if inode.kind is not Kind.LINK:
+            raise InvalidLink(f"/{inode.path} is not a symlink")
+        return self._link_target(inode)
+
+    def _link_target(self, inode: Inode) -> str:
+        content = inode.pattern.row.content
+        if callable(content):
+            return content(self, inode.args)
+        return content.format(**inode.args)
+
+    # -- directories ------------------------------------------------------------------
+
+    def listdir(self, ino: int) -> list[DirEntry]:
+        """The entries of a directory, ``.`` and ``..`` first, as the kernel should see them.
+
+        Dynamic inodes are made for every entry; the caller reports each entry that reached
+        the kernel with :meth:`remember` and then hands all of them to
+        :meth:`drop_unreferenced`.
+        """
+        inode = self.inode(ino)
+        if inode.kind is not Kind.DIR:
+            raise NotADirectory(f"/{inode.path} is not a directory")
+        if not self._alive(inode):
+            raise NoEntry(f"/{inode.path} is gone")
+        parent = self.inode(inode.parent)
+        entries = [DirEntry(".", inode, self.stat(inode), False),
+                   DirEntry("..", parent, self.stat(parent), False)]
+        for name in inode.pattern.children:
+            child = self._child(inode, name, listed=True)
+            entries.append(DirEntry(name, child, self.stat(child), True))
+        var_child = inode.pattern.var_child
+        if var_child is not None:
+            for name, ref in self._enumerate(var_child.var, inode.args):
+                child = self._child(inode, name, listed=True)
+                try:
+                    entries.append(DirEntry(name, child, self.stat(child, ref), True))
+                except NoEntry:  # gone since it was listed
+                    self.drop_unreferenced([child])
+        return entries
+
+    def _enumerate(self, var: str, args: dict) -> list[tuple[str, "FdRef | None"]]:
+        if var == "pid":
+            return [(str(pid), None) for pid in self.procfs.pids()]
+        if var == "fd":
+            return [(str(fd), ref) for fd, ref in self.procfs.fds(args["pid"]).items()]
+        return [(name, None) for name in sorted(self.device.debugfs_files())]
+
+    # -- opening files ----------------------------------------------------------------
+
+    def open(self, ino: int, flags: int, caller: Caller) -> OpenFile:
+        """Open a file for ``caller``: a new DRM client, a snapshot, an attribute, the log."""
+        inode = self.inode(ino)
+        kind = inode.kind
+        if kind is Kind.DIR:
+            raise IsADirectory(f"/{inode.path} is a directory")
+        if kind is Kind.LINK:
+            raise InvalidLink(f"/{inode.path} is a symlink")  # the kernel follows links itself
+        writing = flags & os.O_ACCMODE != os.O_RDONLY
+        if writing and kind not in (Kind.NODE, Kind.ATTR):
+            raise AccessDenied(f"/{inode.path} is read-only")
+        if kind is Kind.NODE:
+            return self._open_node(inode, caller)
+        if kind is Kind.LOG:
+            return LogReader(self.device)
+        if "fd" in inode.args:  # procfs: fdinfo only for the process's owner (or root)
+            uid, _ = self.procfs.owner(inode.args["pid"])
+            if caller.uid not in (0, uid):
+                raise AccessDenied(f"fdinfo of pid {inode.args['pid']} belongs to uid {uid}")
+        content = inode.pattern.row.content
+        if kind is Kind.ATTR:
+            show, store = content
+            return Attribute(_encode(show(self, inode.args)), lambda text: store(self, inode.args, text))
+        if callable(content):
+            return Snapshot(_encode(content(self, inode.args)))
+        return Snapshot(_encode(content.format(**inode.args)))
+
+    def _open_node(self, inode: Inode, caller: Caller) -> DrmOpen:
+        pid = self.procfs.tgid(caller.tid)
+        file = self.device.open(inode.args["minor"], pid=pid, comm=self.procfs.comm(pid), uid=caller.uid)
+        handle = DrmOpen(self, inode.ino, file)
+        self._opens.setdefault(inode.ino, []).append(handle)
+        self.procfs.invalidate()
+        return handle
+
+    def release_client(self, handle: DrmOpen) -> None:
+        """The last fd of an open closed: the DRM client and everything it holds go."""
+        if handle.released:
+            return
+        handle.released = True
+        opens = self._opens.get(handle.ino, [])
+        if handle in opens:
+            opens.remove(handle)
+        if not opens:
+            self._opens.pop(handle.ino, None)
+        self.procfs.invalidate()
+        handle.wake()
+        self.device.release(handle.file)
+
+    def client(self, ino: int) -> "DrmFile | None":
+        """The DRM client opened on node inode ``ino`` (the first, if reopened via /proc)."""
+        opens = self._opens.get(ino)
+        return opens[0].file if opens else None
+
+    def known_inodes(self) -> int:
+        """How many inodes the tree holds (static ones included): for leak checks."""
+        return len(self._inodes)
+
+    def is_open_ino(self, ino: int) -> bool:
+        return ino in self._opens
+
+    def opens(self) -> list[DrmOpen]:
+        return [h for handles in self._opens.values() for h in handles]
+
+    def setattr_size(self, ino: int) -> Stat:
+        """O_TRUNC on a node or attribute (``echo 1 > profiling``): accepted, as sysfs does."""
+        inode = self.inode(ino)
+        if inode.kind not in (Kind.NODE, Kind.ATTR):
+            raise NotPermitted(f"/{inode.path} cannot be truncated")
+        return self.getattr(ino)
+
+
+def _encode(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode()
