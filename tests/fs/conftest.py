@@ -78,6 +78,7 @@ class FakeDevice:
         self.log = KernelLog(self.clock)
         self.profiling = False
         self.files: dict[int, FakeFile] = {}
+        self.drm = self  # the tree lists clients through device.drm.files
         self.released: list[FakeFile] = []
         self._next_id = 1
         self.ioctls = {

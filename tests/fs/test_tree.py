@@ -52,7 +52,7 @@ def open_node(tree: Tree, name: str = "renderD128", caller: Caller = ROOT) -> Dr
 def static_paths() -> list[tuple[str, Kind]]:
     out = []
     for row in TABLE:
-        if any(v in row.path for v in ("{pid}", "{fd}", "{debugfs}")):
+        if any(v in row.path for v in ("{pid}", "{fd}", "{debugfs}", "{client}")):
             continue
         variants = [{}] if not any(k in row.path for k in ("{node}", "{minor}", "{kind}")) else \
             [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
@@ -82,7 +82,7 @@ def test_listings_agree_with_the_table() -> None:
             continue
         entries = [e for e in tree.listdir(resolve(tree, path)) if e.counted]
         expected = {p.rpartition("/")[2] for p in paths if p and p.rpartition("/")[0] == path}
-        if path.startswith("sys/kernel/debug/dri/"):
+        if path.startswith("sys/kernel/debug/dri/") and path.count("/") == 4:
             expected |= {"clients", "gems"}
         assert {e.name for e in entries} == expected, path
         for e in entries:
@@ -344,7 +344,7 @@ def test_debugfs_lists_the_device_files_under_both_minors() -> None:
     tree, _, _ = make_tree()
     open_node(tree)
     for minor in (0, 128):
-        assert names(tree, f"sys/kernel/debug/dri/{minor}") == ["clients", "gems"]
+        assert names(tree, f"sys/kernel/debug/dri/{minor}") == ["vdrm-clock", "vdrm-clients", "clients", "gems"]
         assert read_all(tree, f"sys/kernel/debug/dri/{minor}/clients") == b"1\n"
     st_ = tree.getattr(resolve(tree, "sys/kernel/debug"))
     assert st_.mode == stat.S_IFDIR | 0o700

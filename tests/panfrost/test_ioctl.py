@@ -285,3 +285,13 @@ def test_wait_bo_that_sleeps_past_its_deadline_times_out():
         ioctl(f, "WAIT_BO", handle=1, timeout_ns=deadline)
     with pytest.raises(Busy):
         ioctl(f, "WAIT_BO", handle=1, timeout_ns=deadline)
+
+
+def test_advance_moves_the_virtual_clock_and_runs_jobs(dev, render):
+    """ADVANCE steps the virtual clock: a 2 ms job finishes and its BO goes idle."""
+    ioctl(render, "CREATE_BO", size=4096, flags=BO_NOEXEC)
+    ioctl(render, "SUBMIT", bo_handles=[1], duration=2_000_000)
+    assert ioctl(render, "ADVANCE", by=2_000_000) == {"now_ns": 2_000_000, "step_ns": 2_000_000}
+    assert ioctl(render, "WAIT_BO", handle=1) == {}
+    with pytest.raises(InvalidArgument, match="real"):
+        ioctl(make_device(clock="real").open(128), "ADVANCE", by=1)

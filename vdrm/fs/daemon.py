@@ -31,9 +31,12 @@ import trio
 
 from vdrm.errors import VdrmError
 from vdrm.fs.operations import Operations
-from vdrm.fs.procfs import ProcessTable
+from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
 from vdrm.panfrost.device import KERNEL_VERSIONS, DeviceConfig, PanfrostDevice
+from vdrm.scenario.load import ScenarioError
+from vdrm.scenario.load import load as load_scenario
+from vdrm.scenario.run import Scenario
 
 log = logging.getLogger("vdrm")
 
@@ -156,7 +159,10 @@ exit status: 0 clean unmount (--daemon: mount ready), 1 mount or serving failed,
     device.add_argument("--profiling", action="store_true", default=defaults.profiling,
                         help="start with sysfs profiling on (drm-engine-* and drm-cycles-* keys)")
     device.add_argument("--scenario", metavar="FILE",
-                        help="run a scenario file (not supported yet)")
+                        help="serve a scenario (fixtures/scenarios/*.toml): its processes appear in "
+                             "proc/ beside the real ones, its [device] table replaces the device "
+                             "options above, and the clock is virtual (advance it through "
+                             "sys/kernel/debug/dri/128/vdrm-clock or the ADVANCE request)")
     daemon = parser.add_argument_group("the daemon")
     daemon.add_argument("--daemon", action="store_true",
                         help="detach; return once the mount is ready (exit status says whether it is)")
@@ -169,8 +175,6 @@ exit status: 0 clean unmount (--daemon: mount ready), 1 mount or serving failed,
 
 def build_config(args: argparse.Namespace) -> DeviceConfig:
     """The device options as a :class:`DeviceConfig`."""
-    if args.scenario is not None:
-        raise UsageError(f"--scenario {args.scenario}: scenarios are not supported yet")
     return DeviceConfig(kernel=args.kernel, heap_backing=args.heap_backing, ram_size=args.ram,
                         as_slots=args.as_slots, clock=args.clock, seed=args.seed,
                         fragmentation=args.fragmentation, first_client_id=args.first_client_id,
@@ -233,9 +237,13 @@ def recover_stale(mountpoint: str, say: Callable[[str], None]) -> bool:
 # -- serving -----------------------------------------------------------------------------
 
 
-def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = lambda: None) -> None:
+def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = lambda: None,
+          scenario: Scenario | None = None) -> None:
     """Mount ``device``'s tree at ``mountpoint`` and serve until a signal; then unmount."""
+    procfs: ProcessTable | ScenarioProcessTable
     procfs = ProcessTable(lambda ino: tree.is_open_ino(ino), mountpoint=mountpoint)
+    if scenario is not None:
+        procfs = ScenarioProcessTable(procfs, scenario)
     tree = Tree(device, procfs)
     ops = Operations(tree)
     try:
@@ -310,9 +318,16 @@ def _teller(log_file: str | None) -> Callable[[str], None]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    scenario = None
     try:
-        config = build_config(args)
-        device = PanfrostDevice(config)
+        if args.scenario is not None:
+            scenario = Scenario(load_scenario(args.scenario))
+            device = scenario.device
+        else:
+            device = PanfrostDevice(build_config(args))
+    except ScenarioError as e:
+        print(f"vdrm: bad scenario, nothing mounted: {e}", file=sys.stderr)
+        return 2
     except UsageError as e:
         parser.error(str(e))
     except VdrmError as e:
@@ -329,16 +344,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vdrm: {e}", file=sys.stderr)
         return 1
     if args.daemon:
-        return _daemonize(mountpoint, device, args)
+        return _daemonize(mountpoint, device, args, scenario)
     try:
-        serve(mountpoint, device)
+        serve(mountpoint, device, scenario=scenario)
     except MountError as e:
         print(f"vdrm: {e}", file=sys.stderr)
         return 1
     return 0
 
 
-def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace) -> int:
+def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace,
+               scenario: Scenario | None = None) -> int:
     """Fork; the parent returns 0 once the child's mount is ready, 1 with its error."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -369,7 +385,7 @@ def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace
 
     status = 0
     try:
-        serve(mountpoint, device, ready)
+        serve(mountpoint, device, ready, scenario)
     except BaseException as e:  # noqa: BLE001 - report everything to the waiting parent
         log.exception("the daemon failed")
         if not pipe.closed:

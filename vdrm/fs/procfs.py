@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 # How long a whole-/proc scan of vdrm fd holders is reused (``ls proc/`` in a loop).
 SCAN_TTL = 0.1
@@ -43,7 +43,9 @@ _DELETED = " (deleted)"
 
 @dataclass(frozen=True)
 class FdRef:
-    """One real fd on an open vdrm DRM node, as the host kernel reports it."""
+    """One fd on an open vdrm DRM node: a real one as the host kernel reports it, or an
+    emulated one (``file`` set: scenario fds share their node's inode, as fds of a real
+    character device do, so the inode cannot name the client)."""
 
     pid: int
     fd: int
@@ -51,6 +53,8 @@ class FdRef:
     flags: int  # f_flags as fdinfo prints them (octal there)
     mnt_id: int
     ino: int
+    file: Any = None
+    target: str | None = None  # emulated fds: the fd link's text
 
 
 def _read(path: str) -> bytes:
@@ -237,3 +241,65 @@ def _unescape(field: str) -> str:
             out.append(field[i])
             i += 1
     return "".join(out)
+
+
+class ScenarioProcessTable:
+    """The host's vdrm fd holders plus a scenario's emulated processes, as one table.
+
+    Emulated pids live above ``PID_MAX_LIMIT`` (see :mod:`vdrm.scenario`), so the two
+    never collide and a pid says which side answers.
+    """
+
+    def __init__(self, real: ProcessTable, scenario: Any):
+        self.real = real
+        self.scenario = scenario
+
+    def _emulated(self, pid: int) -> Any:
+        return self.scenario.processes.get(pid)
+
+    def invalidate(self) -> None:
+        self.real.invalidate()
+
+    def pids(self) -> list[int]:
+        emulated = [pid for pid, proc in self.scenario.processes.items() if proc.fds]
+        return self.real.pids() + sorted(emulated)
+
+    def fds(self, pid: int) -> dict[int, FdRef]:
+        proc = self._emulated(pid)
+        if proc is None:
+            return self.real.fds(pid)
+        return {fd: self._ref(pid, efd) for fd, efd in sorted(proc.fds.items())}
+
+    def fd(self, pid: int, fd: int) -> FdRef | None:
+        proc = self._emulated(pid)
+        if proc is None:
+            return self.real.fd(pid, fd)
+        efd = proc.fds.get(fd)
+        return self._ref(pid, efd) if efd else None
+
+    @staticmethod
+    def _ref(pid: int, efd: Any) -> FdRef:
+        return FdRef(pid, efd.fd, efd.pos, efd.flags, efd.mnt_id, efd.ino, efd.file, efd.target)
+
+    def tgid(self, tid: int) -> int:
+        return self.real.tgid(tid)
+
+    def owner(self, pid: int) -> tuple[int, int]:
+        proc = self._emulated(pid)
+        if proc is None:
+            return self.real.owner(pid)
+        return proc.uid, proc.gid
+
+    def comm(self, pid: int) -> str:
+        proc = self._emulated(pid)
+        return self.real.comm(pid) if proc is None else proc.comm
+
+    def read(self, pid: int, name: str) -> bytes:
+        proc = self._emulated(pid)
+        if proc is None:
+            return self.real.read(pid, name)
+        if name == "cmdline":
+            return proc.cmdline_bytes()
+        if name == "comm":
+            return (proc.comm + "\n").encode()
+        return {"stat": proc.stat, "status": proc.status}[name]().encode()

@@ -44,6 +44,7 @@ from __future__ import annotations
 import enum
 import errno as _errno
 import itertools
+import json
 import logging
 import os
 import select
@@ -53,7 +54,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
-from vdrm.errors import AccessDenied, NoEntry, VdrmError, WouldBlock
+from vdrm.drm.ioctl import Arg
+from vdrm.errors import AccessDenied, InvalidArgument, NoEntry, VdrmError, WouldBlock
 from vdrm.fs import protocol
 
 if TYPE_CHECKING:
@@ -131,17 +133,18 @@ class BadDescriptor(VdrmError):
 
 def _fdinfo(tree: "Tree", a: dict) -> str:
     ref = tree.procfs.fd(a["pid"], a["fd"])
-    file = tree.client(ref.ino) if ref else None
+    file = (ref.file or tree.client(ref.ino)) if ref else None
     if file is None:
         raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
     # pos is 0: a real DRM fd's position never moves (requests are ioctls), while this
     # FUSE file's moves with every request and reply.
-    return tree.device.fdinfo(file, pos=0, flags=ref.flags, mnt_id=ref.mnt_id, ino=ref.ino)
+    return tree.device.fdinfo(file, pos=0 if ref.file is None else ref.pos, flags=ref.flags,
+                              mnt_id=ref.mnt_id, ino=ref.ino)
 
 
 def _fd_target(tree: "Tree", a: dict) -> str:
     ref = tree.procfs.fd(a["pid"], a["fd"])
-    file = tree.client(ref.ino) if ref else None
+    file = (ref.file or tree.client(ref.ino)) if ref else None
     if file is None:
         raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
     return "/dev/dri/" + node_name(file.minor)
@@ -162,6 +165,38 @@ def _debugfs(tree: "Tree", a: dict) -> str:
     if render is None:
         raise NoEntry(f"no debugfs file {a['debugfs']}")
     return render()
+
+
+def _client_of(tree: "Tree", a: dict) -> "DrmFile":
+    file = tree.device.drm.files.get(a["client"])
+    if file is None:
+        raise NoEntry(f"no DRM client {a['client']}")
+    return file
+
+
+def _client_fdinfo(tree: "Tree", a: dict) -> str:
+    return tree.device.fdinfo(_client_of(tree, a))
+
+
+def _client_truth(tree: "Tree", a: dict) -> str:
+    return json.dumps(tree.device.truth(_client_of(tree, a)), indent=1) + "\n"
+
+
+def _clock_show(tree: "Tree", a: dict) -> str:
+    clock = tree.device.clock
+    kind = "virtual" if clock.virtual else "real"
+    step = tree.device.timeline._last_step
+    return f"clock {kind}\nnow_ns {clock.now_ns()}\nlast_step_ns {step[1] - step[0]}\n"
+
+
+def _clock_store(tree: "Tree", a: dict, text: str) -> None:
+    """``echo 16ms > vdrm-clock`` (or ``advance 16ms``, ``+16ms``): one clock step."""
+    words = text.split()
+    if words[:1] == ["advance"]:
+        words = words[1:]
+    if len(words) != 1:
+        raise InvalidArgument(f"write a duration such as 16ms to advance the clock, not {text.strip()!r}")
+    tree.device.advance(protocol.parse_value(_CLOCK_STEP, words[0].lstrip("+")))
 
 
 def _pdev_uevent(tree: "Tree", a: dict) -> str:
@@ -236,11 +271,17 @@ TABLE: tuple[Row, ...] = (
     Row("sys/kernel/debug/dri", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}/{debugfs}", T, 0o444, _debugfs),
+    Row("sys/kernel/debug/dri/{minor}/vdrm-clock", A, 0o644, (_clock_show, _clock_store)),
+    Row("sys/kernel/debug/dri/{minor}/vdrm-clients", D, 0o755),
+    Row("sys/kernel/debug/dri/{minor}/vdrm-clients/{client}", D, 0o755),
+    Row("sys/kernel/debug/dri/{minor}/vdrm-clients/{client}/fdinfo", T, 0o444, _client_fdinfo),
+    Row("sys/kernel/debug/dri/{minor}/vdrm-clients/{client}/truth.json", T, 0o444, _client_truth),
 )
 del D, T, L, A, G, N
 
 _NODE_KEYS = ("{node}", "{minor}", "{kind}")
-_DYNAMIC = ("pid", "fd", "debugfs")  # placeholders resolved at lookup time
+_DYNAMIC = ("pid", "fd", "debugfs", "client")  # placeholders resolved at lookup time
+_CLOCK_STEP = Arg("by", "duration")
 
 
 def node_name(minor: int) -> str:
@@ -541,7 +582,7 @@ class Tree:
             pattern = parent.pattern.var_child
             if pattern is None or not (listed or self._exists(pattern.var, name, parent.args)):
                 raise NoEntry(f"no {name!r} in /{parent.path}")
-            args = {**parent.args, **pattern.args, pattern.var: int(name) if pattern.var != "debugfs" else name}
+            args = {**parent.args, **pattern.args, pattern.var: name if pattern.var == "debugfs" else int(name)}
         else:
             args = {**parent.args, **pattern.args}
         if pattern.var is None and not listed and not self._alive(parent):
@@ -568,6 +609,8 @@ class Tree:
             return name in self.device.debugfs_files()
         if not name.isdigit() or str(int(name)) != name:
             return False
+        if var == "client":
+            return int(name) in self.device.drm.files
         if var == "pid":
             return bool(self.procfs.fds(int(name)))
         return self.procfs.fd(args["pid"], int(name)) is not None
@@ -583,6 +626,8 @@ class Tree:
             return bool(self.procfs.fds(a["pid"]))
         if "debugfs" in a:
             return a["debugfs"] in self.device.debugfs_files()
+        if "client" in a:
+            return a["client"] in self.device.drm.files
         return True
 
     def remember(self, inode: Inode) -> None:
@@ -709,6 +754,8 @@ class Tree:
             return [(str(pid), None) for pid in self.procfs.pids()]
         if var == "fd":
             return [(str(fd), ref) for fd, ref in self.procfs.fds(args["pid"]).items()]
+        if var == "client":
+            return [(str(cid), None) for cid in self.device.drm.files]
         return [(name, None) for name in sorted(self.device.debugfs_files())]
 
     # -- opening files ----------------------------------------------------------------

@@ -12,7 +12,6 @@ attribute, debugfs files. Everything is synchronous and atomic per call.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,7 +26,6 @@ from vdrm.mm.page_alloc import PAGE_SIZE, PageAllocator
 from vdrm.panfrost.drv import PanfrostDriver
 from vdrm.panfrost.gem import HEAP_BACKINGS
 from vdrm.panfrost.ioctl import PANFROST_IOCTLS
-from vdrm.panfrost.job import FDINFO_ENGINES
 
 # The emulated board: a Rockchip RK3568 with a Mali-G52 2EE (Bifrost), whose GPU sits at
 # fde60000 on the platform bus. Its device name is what sysfs `device` links and the
@@ -101,9 +99,7 @@ class PanfrostDevice:
         self.drm = DrmDevice(self.driver, pages=self.pages, clock=self.clock, log=self.log,
                              client_ids=ClientIdCounter(config.first_client_id))
         self._ioctls = {i.name: i for i in (*CORE_IOCTLS, *PANFROST_IOCTLS)}
-        self._timeline: list[tuple[int, int, Callable[[], None]]] = []
-        self._seq = 0
-        self._last_step: tuple[int, int, dict[int, list[int]]] = (self.clock.now_ns(), self.clock.now_ns(), {})
+        self.timeline = self.driver.timeline
 
     @property
     def kernel(self) -> tuple[int, int]:
@@ -117,69 +113,19 @@ class PanfrostDevice:
 
     def schedule(self, at_ns: int, action: Callable[[], None]) -> None:
         """Run ``action`` when the clock reaches ``at_ns`` (scenario timelines use this)."""
-        self._seq += 1
-        heapq.heappush(self._timeline, (at_ns, self._seq, action))
+        self.timeline.schedule(at_ns, action)
 
     def advance(self, delta_ns: int) -> int:
-        """Move the virtual clock forward by ``delta_ns``, running timed events in order.
-
-        This is one *clock step*: the ground truth (:meth:`truth`) describes what a parser
-        sampling fdinfo before and after it should compute.
-        """
-        if not self.clock.virtual:
-            raise InvalidArgument("the clock is real: time cannot be advanced (mount with --clock virtual)")
-        if delta_ns < 0:
-            raise InvalidArgument(f"the virtual clock cannot go backwards ({delta_ns} ns)")
-        before = self._usage_snapshot()
-        start = self.clock.now_ns()
-        target = start + delta_ns
-        self._run_due(target)
-        self.clock.set(target)
-        self.update()
-        self._last_step = (start, target, before)
-        return target
+        """One step of the virtual clock; see :meth:`Timeline.advance`."""
+        return self.timeline.advance(delta_ns)
 
     def run_due(self) -> None:
         """Run the timed events that are due at the clock's current time."""
-        self._run_due(self.clock.now_ns())
-
-    def _run_due(self, until_ns: int) -> None:
-        while self._timeline and self._timeline[0][0] <= until_ns:
-            at, _, action = heapq.heappop(self._timeline)
-            if at > self.clock.now_ns():
-                self.clock.set(at)
-            self.update()
-            action()
-        self.update()
-
-    def _usage_snapshot(self) -> dict[int, list[int]]:
-        self.update()
-        return {cid: list(f.driver_priv.usage.elapsed_ns) for cid, f in self.drm.files.items()}
+        self.timeline.run_due()
 
     def truth(self, file: DrmFile) -> dict:
         """What a correct fdinfo parser arrives at for ``file`` over the last clock step."""
-        self.update()
-        start, end, before = self._last_step
-        step = end - start
-        usage = file.driver_priv.usage
-        engines = {}
-        for slot, engine in enumerate(FDINFO_ENGINES):
-            prev = before.get(file.client_id, [0] * len(usage.elapsed_ns))[slot]
-            delta = usage.elapsed_ns[slot] - prev
-            engines[engine] = {"busy_ns": usage.elapsed_ns[slot], "delta_ns": delta,
-                               "utilisation": (delta / step) if step else None,
-                               "cycles": usage.cycles[slot]}
-        stats = fdinfo.memory_stats(file, self.kernel)
-        return {
-            "drm-client-id": file.client_id,
-            "drm-driver": self.driver.name,
-            "minor": file.minor,
-            "clock": {"step_start_ns": start, "step_end_ns": end, "step_ns": step},
-            "profiling": self.profiling,
-            "engines": engines,
-            "memory": {"total": stats.total, "shared": stats.shared, "resident": stats.resident,
-                       "purgeable": stats.purgeable, "active": stats.active},
-        }
+        return self.timeline.truth(file)
 
     def open(self, minor: int, *, pid: int = 0, comm: str = "", uid: int = 0) -> DrmFile:
         """Open ``card0`` (minor 0) or ``renderD128`` (minor 128): a new DRM client."""

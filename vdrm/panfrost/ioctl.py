@@ -11,6 +11,8 @@ vdrm's own requests, which the kernel has no ioctl for:
 ``FAULT addr=... [exception=TRANSLATION_FAULT_3] [access=WRITE] [source_id=0]``
     a GPU page fault at ``addr`` in this client's address space, as the GPU would raise
     it while running one of the client's jobs (the context takes an AS for the fault).
+``ADVANCE by=16ms``
+    one step of the virtual clock (device-wide; EINVAL on the real clock).
 """
 
 from __future__ import annotations
@@ -227,6 +229,12 @@ def fault(file: "DrmFile", addr: int, exception: int, access: int, source_id: in
     return {"as": result.as_nr, "addr": result.addr, "populated": int(result.populated)}
 
 
+def advance(file: "DrmFile", by: int) -> dict[str, Any]:
+    """vdrm: one step of the virtual clock (every client sees it)."""
+    now = _driver(file).timeline.advance(by)
+    return {"now_ns": now, "step_ns": by}
+
+
 _HANDLE = Arg("handle", "u32", "a GEM handle of this client")
 _PAD = Arg("pad", "u32", "must be 0", default=0)
 
@@ -282,4 +290,6 @@ PANFROST_IOCTLS: tuple[Ioctl, ...] = (
                     Arg("source_id", "u32", "the faulting unit's id", default=0)),
           fault, "vdrm: a GPU page fault in this client's address space (heaps grow 2M at a time).",
           frozenset({"addr"})),
+    Ioctl("ADVANCE", (Arg("by", "duration", "how far to move the virtual clock, e.g. 16ms"),),
+          advance, "vdrm: advance the virtual clock one step (jobs run, ground truth updates)."),
 )
