@@ -16,12 +16,13 @@ be 48-bit"). A BO gets its VA when a handle to it is opened in the file
   executable requests: a hole may not start or end exactly on a 4 GiB boundary, a hole start
   within 16 MiB below the next 4 GiB boundary jumps to one page past it, and the end is clamped
   to just below the 4 GiB boundary above the start. Because this space ends at 4 GiB, an
-  executable BO can never use the last page, and a hole starting in the top 16 MiB is
-  useless to it.
+  executable BO can never use the last page, and a hole starting 16 MiB or less below 4 GiB
+  is useless to it.
 
-Hence the first BO of a fresh file lands at VA 0x2000000, and the order of creates and closes
-decides every later address exactly as in the kernel. All drm_mm values are in pages (pfn);
-:meth:`GpuVaSpace.iova` converts to bytes.
+Hence the first BO of a fresh file lands at VA 0x2000000 (unless it is executable and its
+page count does not divide 0x2000: a first 12 KiB executable BO lands at 0x2001000), and the
+order of creates and closes decides every later address exactly as in the kernel. All drm_mm
+values are in pages (pfn); :meth:`GpuVaSpace.iova` converts to bytes.
 """
 
 from __future__ import annotations
@@ -30,10 +31,7 @@ from typing import Iterator
 
 from vdrm.drm.drm_mm import DrmMm, DrmMmNode
 from vdrm.errors import KernelBug
-
-# PAGE_SHIFT is kept local until vdrm.mm.page_alloc exists to import it from.
-_PAGE_SHIFT = 12
-_PAGE_SIZE = 1 << _PAGE_SHIFT
+from vdrm.mm.page_alloc import PAGE_SHIFT, PAGE_SIZE
 
 SZ_2M = 2 << 20
 SZ_16M = 16 << 20
@@ -41,16 +39,16 @@ SZ_32M = 32 << 20
 SZ_4G = 4 << 30
 
 #: First and one-past-last page of the space: ``[SZ_32M, SZ_4G) >> PAGE_SHIFT``.
-VA_START_PFN = SZ_32M >> _PAGE_SHIFT
-VA_END_PFN = SZ_4G >> _PAGE_SHIFT
+VA_START_PFN = SZ_32M >> PAGE_SHIFT
+VA_END_PFN = SZ_4G >> PAGE_SHIFT
 
 #: ``PANFROST_BO_NOEXEC`` (uAPI create flag, also the drm_mm color of no-exec BOs).
 PANFROST_BO_NOEXEC = 1
 
-_PFN_4G = SZ_4G >> _PAGE_SHIFT
+_PFN_4G = SZ_4G >> PAGE_SHIFT
 _PFN_4G_MASK = _PFN_4G - 1
-_PFN_16M = SZ_16M >> _PAGE_SHIFT
-_ALIGN_2M_PAGES = SZ_2M >> _PAGE_SHIFT
+_PFN_16M = SZ_16M >> PAGE_SHIFT
+_ALIGN_2M_PAGES = SZ_2M >> PAGE_SHIFT
 
 
 def _align_up(pfn: int, boundary: int) -> int:
@@ -80,9 +78,9 @@ class GpuVaSpace:
 
     def insert(self, size: int, *, noexec: bool) -> DrmMmNode:
         """Give a BO of ``size`` bytes a VA as ``panfrost_gem_open`` does; ``NoSpace`` if full."""
-        if size <= 0 or size % _PAGE_SIZE:
+        if size <= 0 or size % PAGE_SIZE:
             raise KernelBug(f"GPU VA request of {size:#x} bytes is not a positive page multiple")
-        npages = size >> _PAGE_SHIFT
+        npages = size >> PAGE_SHIFT
         if not noexec:
             alignment = npages
         elif size >= SZ_2M:
@@ -107,7 +105,7 @@ class GpuVaSpace:
     @staticmethod
     def iova(node: DrmMmNode) -> int:
         """The node's GPU virtual address in bytes."""
-        return node.start << _PAGE_SHIFT
+        return node.start << PAGE_SHIFT
 
     def __len__(self) -> int:
         return len(self.mm)
