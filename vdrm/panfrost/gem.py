@@ -38,7 +38,6 @@ from vdrm.drm.gem import OBJECT_PURGEABLE, OBJECT_RESIDENT
 from vdrm.drm.gem_shmem import ShmemObject
 from vdrm.errors import InvalidArgument, KernelBug
 from vdrm.mm.page_alloc import PAGE_SHIFT, PAGE_SIZE
-from vdrm.mm.xarray import XArray
 
 if TYPE_CHECKING:
     from vdrm.drm.device import DrmDevice
@@ -111,11 +110,10 @@ class PanfrostBo(ShmemObject):
         self.heap_rss_size = 0
         self.label: str | None = None
         self.creator = Creator(creator.comm[: TASK_COMM_LEN - 1], creator.tgid)
-        # Heap bookkeeping: sparse -> XArray of SgTable keyed by block; dense -> a list
-        # sized for the whole BO, allocated on the first fault, as mainline does.
-        self.sgts: XArray | list["SgTable | None"] | None = None
-        if is_heap and self.sparse:
-            self.sgts = XArray()
+        # Dense heaps: the per-block sg tables, a list sized for the whole BO allocated on
+        # the first fault, as mainline does. Sparse heaps keep them in the shmem object,
+        # one per 2 MiB granule (sparse_sgt), where the RFC's TODO 2 wants them.
+        self.sgts: list["SgTable | None"] | None = None
 
     # -- blocks of a heap -----------------------------------------------------------
 
@@ -125,21 +123,19 @@ class PanfrostBo(ShmemObject):
 
     def block_populated(self, block: int) -> bool:
         """Whether heap block ``block`` (2 MiB) has been faulted in."""
-        if self.sparse:
-            return self.sgts.load(block) is not None
-        return isinstance(self.sgts, list) and self.sgts[block] is not None
+        return self.block_sgt(block) is not None
 
     def populated_blocks(self) -> list[int]:
         if self.sparse:
-            return [i for i, _ in self.sgts.items()]
-        if not isinstance(self.sgts, list):
+            return [i for i, _ in self.sparse_sgts()]
+        if self.sgts is None:
             return []
         return [i for i, sgt in enumerate(self.sgts) if sgt is not None]
 
     def block_sgt(self, block: int) -> "SgTable | None":
         if self.sparse:
-            return self.sgts.load(block)
-        return self.sgts[block] if isinstance(self.sgts, list) else None
+            return self.sparse_sgt(block)
+        return self.sgts[block] if self.sgts is not None else None
 
     def populate_heap_block(self, block: int, gfp) -> "SgTable":
         """Back heap block ``block`` with 512 pages and return its dma-mapped sg table.
@@ -148,9 +144,7 @@ class PanfrostBo(ShmemObject):
         """
         page_offset = block * NUM_FAULT_PAGES
         if self.sparse:
-            sgt = self.get_sparse_pages_sgt(NUM_FAULT_PAGES, page_offset, gfp)
-            self.sgts.store(block, sgt)
-            return sgt
+            return self.get_sparse_pages_sgt(NUM_FAULT_PAGES, page_offset, gfp)
         from vdrm.mm.scatterlist import dma_map_sgtable, sg_alloc_table_from_pages
 
         if self.pages is None:
@@ -220,8 +214,6 @@ class PanfrostBo(ShmemObject):
             self.pages = None
             self.pages_use_count = 0
             self.sgts = None
-        elif self.is_heap and self.sparse:
-            self.sgts.clear()
         super().free()
 
     # -- mappings -------------------------------------------------------------------
