@@ -1,0 +1,214 @@
+"""What every part of the benchmark shares: timing, side-by-side ratios, mounts to measure.
+
+Timing follows ``timeit``: a rate is operations over wall time of one batch, repeated,
+and the median taken. A comparison runs both sides alternately, batch by batch, and
+reports the median of the per-batch ratios, so drift on a shared machine hits both.
+
+Mounts are subprocesses, always unmounted: :class:`VdrmMount` is
+``python mount.py MNT --daemon --clock virtual`` (plus options), :class:`CeilingMount`
+is :mod:`vdrm.bench.ceiling`. Both stop with SIGTERM, and fall back to SIGKILL and a
+lazy unmount.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[2]
+MOUNT_PY = ROOT / "mount.py"
+START_TIMEOUT = 300.0  # seconds: a 10,000-client scenario takes a while to build
+
+
+def rate(op: Callable[[], Any], *, batch: int) -> float:
+    """Operations per second of one batch of ``batch`` calls."""
+    start = time.perf_counter()
+    for _ in range(batch):
+        op()
+    return batch / (time.perf_counter() - start)
+
+
+def median_rate(op: Callable[[], Any], *, batch: int, repeats: int) -> float:
+    return statistics.median(rate(op, batch=batch) for _ in range(repeats))
+
+
+@dataclass
+class Comparison:
+    """Two rates measured side by side; ``ratio`` is the median of per-batch a/b."""
+
+    a: float  # median rate (ops/s) of the measured side
+    b: float  # median rate of the reference side
+    ratio: float
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rate": self.a, "reference_rate": self.b, "ratio": self.ratio,
+                "samples": [list(s) for s in self.samples]}
+
+
+def compare(a: Callable[[], Any], b: Callable[[], Any], *, batch: int, repeats: int,
+            warmup: int = 1) -> Comparison:
+    """Rates of ``a`` and ``b`` in alternating batches; the ratio a/b, median of repeats."""
+    for _ in range(warmup):
+        rate(b, batch=max(1, batch // 4))
+        rate(a, batch=max(1, batch // 4))
+    samples = []
+    for i in range(repeats):
+        if i % 2:
+            ra = rate(a, batch=batch)
+            rb = rate(b, batch=batch)
+        else:
+            rb = rate(b, batch=batch)
+            ra = rate(a, batch=batch)
+        samples.append((ra, rb))
+    return Comparison(statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples),
+                      statistics.median(s[0] / s[1] for s in samples), samples)
+
+
+# -- mounts -----------------------------------------------------------------------------
+
+
+def _mounted(path: Path) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split(" ")[4] == str(path) for line in f)
+
+
+def _lazy_unmount(path: Path) -> None:
+    if _mounted(path):
+        subprocess.run(["umount", "-l", str(path)], check=False, timeout=30,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _new_mountpoint(prefix: str) -> Path:
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    path = base / "mnt"
+    path.mkdir(mode=0o755)
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _stop(pid: int, path: Path, proc: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    if proc is not None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    _lazy_unmount(path)
+
+
+class VdrmMount:
+    """``mount.py MNT --daemon --clock virtual [args]`` for the length of a ``with``."""
+
+    def __init__(self, *args: str, scenario: str | None = None):
+        self.args = list(args)
+        if scenario is not None:
+            self.args += ["--scenario", scenario]
+        elif "--clock" not in self.args:
+            self.args += ["--clock", "virtual"]
+        self.path: Path | None = None
+        self.pid = 0
+        self.start_seconds = 0.0
+
+    def __enter__(self) -> "VdrmMount":
+        self.path = _new_mountpoint("vdrm-bench-")
+        log = self.path.with_name("daemon.log")
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, str(MOUNT_PY), str(self.path), "--daemon",
+                                 "--log-file", str(log), "--log-level", "warning", *self.args],
+                                cwd=ROOT, text=True, capture_output=True, timeout=START_TIMEOUT)
+        self.start_seconds = time.perf_counter() - start
+        m = re.search(r"daemon pid (\d+)", result.stdout)
+        if result.returncode != 0 or m is None:
+            shutil.rmtree(self.path.parent, ignore_errors=True)
+            raise RuntimeError(f"mount.py failed ({result.returncode}): {result.stdout}{result.stderr}")
+        self.pid = int(m.group(1))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self.path is not None
+        try:
+            _stop(self.pid, self.path)
+        finally:
+            shutil.rmtree(self.path.parent, ignore_errors=True)
+
+    def rss(self) -> int:
+        import psutil
+
+        return psutil.Process(self.pid).memory_info().rss
+
+    def log_text(self) -> str:
+        assert self.path is not None
+        log = self.path.with_name("daemon.log")
+        return log.read_text(errors="replace") if log.exists() else ""
+
+
+class CeilingMount:
+    """:mod:`vdrm.bench.ceiling` serving a mount point for the length of a ``with``."""
+
+    def __init__(self, *, pids: int = 0, size: int = 400):
+        self.pids = pids
+        self.size = size
+        self.path: Path | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "CeilingMount":
+        self.path = _new_mountpoint("vdrm-ceiling-")
+        self.proc = subprocess.Popen([sys.executable, "-m", "vdrm.bench.ceiling", str(self.path),
+                                      "--pids", str(self.pids), "--size", str(self.size)],
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            self.__exit__()
+            raise RuntimeError(f"the ceiling filesystem did not mount: {line}{err}")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self.path is not None and self.proc is not None
+        try:
+            _stop(self.proc.pid, self.path, self.proc)
+        finally:
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+            shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import platform
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return {"python": sys.version.split()[0], "cpus": os.cpu_count(), "kernel": platform.release(),
+            "load_average": load, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
