@@ -125,6 +125,13 @@ class FakeProcesses:
         self.owners: dict[int, tuple[int, int]] = {}
         self.threads: dict[int, int] = {}  # tid -> tgid
         self.invalidations = 0
+        self.all_pids = False  # every process in owners is listed, as ProcessTable(all_pids=True)
+
+    def spawn(self, pid: int, *, uid: int = 0, threads: tuple[int, ...] = ()) -> None:
+        """A process holding no vdrm fd (seen only with ``all_pids``)."""
+        self.owners.setdefault(pid, (uid, uid))
+        for tid in threads:
+            self.threads[tid] = pid
 
     def hold(self, pid: int, fd: int, ino: int, *, flags: int = 0o100002, uid: int = 0) -> None:
         self.held.setdefault(pid, {})[fd] = FdRef(pid, fd, 0, flags, 42, ino)
@@ -143,7 +150,24 @@ class FakeProcesses:
         return self.fds(pid).get(fd)
 
     def pids(self) -> list[int]:
+        if self.all_pids:
+            return sorted(self.owners)
         return [pid for pid in sorted(self.held) if self.fds(pid)]
+
+    def has(self, pid: int) -> bool:
+        return pid in self.owners if self.all_pids else bool(self.fds(pid))
+
+    def tids(self, pid: int) -> list[int]:
+        return sorted([pid] + [tid for tid, tgid in self.threads.items() if tgid == pid and tid != pid]) \
+            if pid in self.owners else []
+
+    def readlink(self, pid: int, name: str) -> str:
+        if pid not in self.owners:
+            raise FileNotFoundError(errno.ENOENT, "no such process")
+        return f"/host/{pid}/{name}"
+
+    def read_host(self, name: str) -> bytes:
+        return f"host {name}\n".encode()
 
     def tgid(self, tid: int) -> int:
         return self.threads.get(tid, tid)

@@ -52,7 +52,7 @@ def open_node(tree: Tree, name: str = "renderD128", caller: Caller = ROOT) -> Dr
 def static_paths() -> list[tuple[str, Kind]]:
     out = []
     for row in TABLE:
-        if any(v in row.path for v in ("{pid}", "{fd}", "{debugfs}", "{client}")):
+        if row.all_pids or any(v in row.path for v in ("{pid}", "{fd}", "{tid}", "{debugfs}", "{client}")):
             continue
         variants = [{}] if not any(k in row.path for k in ("{node}", "{minor}", "{kind}")) else \
             [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
@@ -62,7 +62,7 @@ def static_paths() -> list[tuple[str, Kind]]:
 
 
 _TYPE = {Kind.DIR: stat.S_IFDIR, Kind.LINK: stat.S_IFLNK, Kind.TEXT: stat.S_IFREG, Kind.ATTR: stat.S_IFREG,
-         Kind.LOG: stat.S_IFREG, Kind.NODE: stat.S_IFREG}
+         Kind.LOG: stat.S_IFREG, Kind.NODE: stat.S_IFREG, Kind.CHAR: stat.S_IFCHR}
 
 
 @pytest.mark.parametrize("path,kind", static_paths())
@@ -418,3 +418,71 @@ def test_lookup_counts_never_leak_inodes(ops: list[tuple[str, str, int]]) -> Non
     for ino, n in held.items():
         tree.forget(ino, n)
     assert tree.known_inodes() == baseline
+
+
+# -- the runner's tree: all_pids, proc/self, char nodes ---------------------------------------
+
+
+def make_runner_tree() -> tuple[Tree, FakeDevice, FakeProcesses]:
+    device, procs = FakeDevice(), FakeProcesses()
+    procs.all_pids = True
+    tree = Tree(device, procs, all_pids=True)  # type: ignore[arg-type]
+    procs.is_open_ino = tree.is_open_ino
+    return tree, device, procs
+
+
+def test_dri_nodes_are_character_devices_226_for_stat_only() -> None:
+    """dev/dri-nodes/renderD128 stats as char device 226:128, and opening it is refused."""
+    tree, _, _ = make_tree()
+    st_ = tree.getattr(resolve(tree, "dev/dri-nodes/renderD128"))
+    assert stat.S_ISCHR(st_.mode) and st_.rdev == os.makedev(226, 128)
+    assert tree.getattr(resolve(tree, "dev/dri-nodes/card0")).rdev == os.makedev(226, 0)
+    with pytest.raises(AccessDenied):
+        tree.open(resolve(tree, "dev/dri-nodes/renderD128"), os.O_RDWR, ROOT)
+
+
+def test_runner_rows_exist_only_with_all_pids() -> None:
+    """proc/self, proc/meminfo and proc/<pid>/maps are absent from the plain tree and present in the runner's."""
+    plain, _, procs = make_tree()
+    procs.hold(100, 3, open_node(plain).ino)
+    runner, _, rprocs = make_runner_tree()
+    rprocs.spawn(100)
+    for path in ("proc/self", "proc/meminfo"):
+        with pytest.raises(NoEntry):
+            resolve(plain, path)
+        resolve(runner, path)
+    assert "maps" not in names(plain, "proc/100")
+    assert {"maps", "environ", "mountinfo", "exe", "task"} <= set(names(runner, "proc/100"))
+
+
+def test_all_pids_lists_every_process_with_only_its_vdrm_fds() -> None:
+    """With all_pids a process without vdrm fds has a proc/<pid>/ whose fd/ is empty."""
+    tree, _, procs = make_runner_tree()
+    procs.spawn(100)
+    procs.spawn(200)
+    handle = open_node(tree)
+    procs.hold(200, 3, handle.ino)
+    assert {"100", "200"} <= set(names(tree, "proc"))
+    assert names(tree, "proc/100/fd") == []
+    assert names(tree, "proc/200/fd") == ["3"]
+
+
+def test_proc_self_names_the_calling_process() -> None:
+    """proc/self reads as the caller's tgid and proc/thread-self as <tgid>/task/<tid>; lstat size is 0 as in procfs."""
+    tree, _, procs = make_runner_tree()
+    procs.spawn(100, threads=(101,))
+    ino = resolve(tree, "proc/self")
+    assert tree.readlink(ino, Caller(tid=101, uid=0, gid=0)) == "100"
+    assert tree.readlink(resolve(tree, "proc/thread-self"), Caller(tid=101, uid=0, gid=0)) == "100/task/101"
+    assert tree.getattr(ino).size == 0
+    assert names(tree, "proc/100/task") == ["100", "101"]
+
+
+def test_host_files_are_copied_at_open() -> None:
+    """proc/meminfo and proc/<pid>/maps serve the host's text; proc/<pid>/exe links to the host's target."""
+    tree, _, procs = make_runner_tree()
+    procs.spawn(100)
+    assert read_all(tree, "proc/meminfo") == b"host meminfo\n"
+    assert read_all(tree, "proc/100/maps") == b"100 (proc100) maps\n"
+    assert read_all(tree, "proc/100/task/100/stat") == b"100 (proc100) task/100/stat\n"
+    assert tree.readlink(resolve(tree, "proc/100/exe")) == "/host/100/exe"

@@ -10,8 +10,14 @@ A mount point left behind by a daemon that died without unmounting (SIGKILL) ans
 ENOTCONN; it is detected in ``/proc/self/mountinfo`` and lazily unmounted, with a
 message, before mounting again. A live mount is never taken over.
 
+``--run [options] -- COMMAND ARGS...`` mounts on a private temporary directory instead
+and runs COMMAND in a private mount namespace that shows the emulated device in place of
+the system's (:mod:`vdrm.fs.runner`).
+
 Exit status: 0 after a clean unmount (or, with ``--daemon``, once the mount is ready),
-1 when mounting or serving failed, 2 for bad options.
+1 when mounting or serving failed, 2 for bad options. With ``--run``: COMMAND's status,
+128+N if signal N killed it, 125 when vdrm failed, 126/127 when COMMAND cannot be
+executed / is not found.
 """
 
 from __future__ import annotations
@@ -114,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 the tree, relative to MOUNTPOINT:
   dev/dri/card0, dev/dri/renderD128     each open is a new DRM client; write request
                                         lines, read one reply line per request
+  dev/dri-nodes/{{card0,renderD128}}      the same nodes as character devices 226:N, for
+                                        stat only (--run binds this directory at /dev/dri)
   proc/<pid>/fd/<n>, fdinfo/<n>         every real process holding a vdrm fd
   proc/<pid>/{{stat,status,comm,cmdline}}
   sys/class/drm/{{card0,renderD128}}      -> sys/devices/platform/<pdev>/drm/...
@@ -131,9 +139,18 @@ example:
   exec 3>&-
   kill $(pgrep -f 'mount.py /tmp/vdrm')    # or Ctrl-C in the foreground: unmounts
 
+running a tool against the device (a private mount namespace, see --run):
+  python mount.py --run --scenario fixtures/scenarios/busy-game.toml -- ./my-gpu-top --once
+  inside: /proc lists every process plus the scenario's, their DRM fds resolve to
+  /dev/dri/renderD128 (226:128); advance the virtual clock with
+  echo 1s > /sys/kernel/debug/dri/128/vdrm-clock; $VDRM_MOUNT is the mount itself.
+
 exit status: 0 clean unmount (--daemon: mount ready), 1 mount or serving failed,
-2 bad options.""")
-    parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing directory to mount on")
+2 bad options. With --run: COMMAND's status (128+N if killed by signal N), 125 vdrm
+failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
+127 COMMAND not found.""")
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT", nargs="?",
+                        help="an existing directory to mount on (not with --run)")
     device = parser.add_argument_group("the emulated device")
     device.add_argument("--kernel", type=parse_kernel, default=defaults.kernel, metavar="VERSION",
                         help=f"kernel whose fdinfo and debugfs dialect to speak: {_kernels()} "
@@ -166,8 +183,13 @@ exit status: 0 clean unmount (--daemon: mount ready), 1 mount or serving failed,
     daemon = parser.add_argument_group("the daemon")
     daemon.add_argument("--daemon", action="store_true",
                         help="detach; return once the mount is ready (exit status says whether it is)")
-    daemon.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
-                        help="log messages at this level and above (default info)")
+    daemon.add_argument("--run", action="store_true",
+                        help="'--run [options] -- COMMAND ARGS...': mount on a private temporary "
+                             "directory, run COMMAND in a private mount namespace where /proc, /dev/dri, "
+                             "/sys/class/drm and /sys/kernel/debug show the emulated device, unmount "
+                             "when it exits and exit with its status (see vdrm/fs/runner.py)")
+    daemon.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                        help="log messages at this level and above (default info; with --run warning)")
     daemon.add_argument("--log-file", metavar="FILE",
                         help="append the log here (default: stderr; with --daemon: nowhere)")
     return parser
@@ -238,16 +260,22 @@ def recover_stale(mountpoint: str, say: Callable[[str], None]) -> bool:
 
 
 def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = lambda: None,
-          scenario: Scenario | None = None) -> None:
-    """Mount ``device``'s tree at ``mountpoint`` and serve until a signal; then unmount."""
+          scenario: Scenario | None = None, *, all_pids: bool = False,
+          options: frozenset[str] = MOUNT_OPTIONS) -> None:
+    """Mount ``device``'s tree at ``mountpoint`` and serve until a signal; then unmount.
+
+    ``all_pids``: every real process in ``proc/`` (the namespace runner's tree).
+    """
     procfs: ProcessTable | ScenarioProcessTable
-    procfs = ProcessTable(lambda ino: tree.is_open_ino(ino), mountpoint=mountpoint)
+    procfs = ProcessTable(lambda ino: tree.is_open_ino(ino), mountpoint=mountpoint, all_pids=all_pids)
     if scenario is not None:
-        procfs = ScenarioProcessTable(procfs, scenario)
-    tree = Tree(device, procfs)
+        # An unprivileged runner's user must be able to enter the emulated processes' fd/.
+        owner = (os.getuid(), os.getgid()) if all_pids and os.getuid() != 0 else None
+        procfs = ScenarioProcessTable(procfs, scenario, owner=owner)
+    tree = Tree(device, procfs, all_pids=all_pids)
     ops = Operations(tree)
     try:
-        pyfuse3.init(ops, mountpoint, set(MOUNT_OPTIONS))
+        pyfuse3.init(ops, mountpoint, set(options))
     except RuntimeError as e:
         raise MountError(f"cannot mount on {mountpoint}: {e}") from None
     log.info("mounted vdrm on %s (pid %d)", mountpoint, os.getpid())
@@ -316,8 +344,14 @@ def _teller(log_file: str | None) -> Callable[[str], None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--run" in argv[:argv.index("--") if "--" in argv else len(argv)]:
+        return _main_run(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.run or args.mountpoint is None:
+        parser.error("a MOUNTPOINT is needed (or --run [options] -- COMMAND)")
+    args.log_level = args.log_level or "info"
     scenario = None
     try:
         if args.scenario is not None:
@@ -351,6 +385,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vdrm: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _main_run(argv: list[str]) -> int:
+    """``--run [options] -- COMMAND ARGS...``: every failure of vdrm's own is status 125."""
+    from vdrm.fs import runner
+
+    split = argv.index("--") if "--" in argv else len(argv)
+    options, command = argv[:split], argv[split + 1:]
+    parser = build_parser()
+    try:
+        args = parser.parse_args(options)
+    except SystemExit as e:
+        return runner.EXIT_VDRM if e.code else 0  # --help exits 0
+    if args.mountpoint is not None or args.daemon:
+        print("vdrm: --run makes its own private mount point; give no MOUNTPOINT or --daemon "
+              "(did you forget '--' before the command?)", file=sys.stderr)
+        return runner.EXIT_VDRM
+    if not command:
+        print("vdrm: --run needs a command: mount.py --run [options] -- COMMAND ARGS...", file=sys.stderr)
+        return runner.EXIT_VDRM
+    scenario = None
+    try:
+        if args.scenario is not None:
+            scenario = Scenario(load_scenario(args.scenario))
+            device = scenario.device
+        else:
+            device = PanfrostDevice(build_config(args))
+    except ScenarioError as e:
+        print(f"vdrm: bad scenario, nothing mounted: {e}", file=sys.stderr)
+        return runner.EXIT_VDRM
+    except VdrmError as e:
+        print(f"vdrm: {e}", file=sys.stderr)
+        return runner.EXIT_VDRM
+    if args.log_file:
+        args.log_file = os.path.abspath(args.log_file)
+    _setup_logging(args.log_level or "warning", args.log_file, quiet=False)
+    return runner.run(command, device, scenario, log_level=args.log_level or "warning",
+                      log_file=args.log_file)
 
 
 def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace,

@@ -138,7 +138,7 @@ class Operations(pyfuse3.Operations):
 
     @_edge
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        return self.tree.readlink(inode).encode()
+        return self.tree.readlink(inode, Caller(ctx.pid, ctx.uid, ctx.gid)).encode()
 
     @_edge
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

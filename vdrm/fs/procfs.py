@@ -2,7 +2,8 @@
 
 The tree's ``proc/`` mirrors the host's ``/proc`` for every real process holding a file
 descriptor on an open ``dev/dri/card0`` or ``dev/dri/renderD128`` of this mount, with the
-pid and fd numbers that process sees. FUSE never tells a filesystem about ``dup()``,
+pid and fd numbers that process sees; with ``all_pids`` (the namespace runner) it lists
+every real process, each with its vdrm fds only. FUSE never tells a filesystem about ``dup()``,
 ``fork()`` or ``close()`` (only about the open and the final release), so the holders are
 found the way ``lsof`` finds them: ``readlink /proc/<pid>/fd/<n>`` as a cheap filter on the
 name, then the real ``/proc/<pid>/fdinfo/<n>`` for ``pos``, ``flags``, ``mnt_id`` and ``ino``.
@@ -85,8 +86,9 @@ class ProcessTable:
     """
 
     def __init__(self, is_open_ino: Callable[[int], bool], *, mountpoint: str | None = None,
-                 fuse_dev: str | None = None, proc: str = "/proc"):
+                 fuse_dev: str | None = None, proc: str = "/proc", all_pids: bool = False):
         self._is_open_ino = is_open_ino
+        self.all_pids = all_pids
         self._mountpoint = mountpoint  # canonical: it is matched against mountinfo as is
         self._fuse_dev = fuse_dev
         self._proc = proc
@@ -102,12 +104,27 @@ class ProcessTable:
         self._scan = None
 
     def pids(self) -> list[int]:
-        """Every pid holding at least one vdrm fd, ascending (a cached whole-/proc scan)."""
+        """Every pid holding at least one vdrm fd (every pid with ``all_pids``), ascending
+        (a cached whole-/proc scan)."""
         now = time.monotonic()
         if self._scan is None or now - self._scan_time > SCAN_TTL:
-            self._scan = [pid for pid in self._all_pids() if self.fds(pid)]
+            pids = self._all_pids()
+            self._scan = pids if self.all_pids else [pid for pid in pids if self.fds(pid)]
             self._scan_time = now
         return self._scan
+
+    def has(self, pid: int) -> bool:
+        """Whether ``proc/<pid>`` exists: it holds a vdrm fd (or, with ``all_pids``, lives)."""
+        if self.all_pids:
+            return os.path.isdir(f"{self._proc}/{pid}")
+        return bool(self.fds(pid))
+
+    def tids(self, pid: int) -> list[int]:
+        """The threads of ``pid``, ascending; empty if it is gone."""
+        try:
+            return sorted(int(n) for n in os.listdir(f"{self._proc}/{pid}/task") if n.isdigit())
+        except OSError:
+            return []
 
     def fds(self, pid: int) -> dict[int, FdRef]:
         """The vdrm fds of ``pid`` by fd number, ascending; empty if it has none or is gone."""
@@ -210,8 +227,17 @@ class ProcessTable:
             return ""
 
     def read(self, pid: int, name: str) -> bytes:
-        """The real ``/proc/<pid>/<name>`` (``stat``, ``comm``, ``cmdline``, ``status``)."""
+        """The real ``/proc/<pid>/<name>`` (``stat``, ``comm``, ``cmdline``, ``status``,
+        ``task/<tid>/stat`` ...)."""
         return _read(f"{self._proc}/{pid}/{name}")
+
+    def readlink(self, pid: int, name: str) -> str:
+        """The target of the real ``/proc/<pid>/<name>`` link (``exe``, ``cwd``, ``root``)."""
+        return os.readlink(f"{self._proc}/{pid}/{name}")
+
+    def read_host(self, name: str) -> bytes:
+        """The host's system-wide ``/proc/<name>`` (``meminfo``, ``uptime`` ...)."""
+        return _read(f"{self._proc}/{name}")
 
 
 def mount_dev(mountpoint: str, *, proc: str = "/proc") -> str | None:
@@ -247,12 +273,15 @@ class ScenarioProcessTable:
     """The host's vdrm fd holders plus a scenario's emulated processes, as one table.
 
     Emulated pids live above ``PID_MAX_LIMIT`` (see :mod:`vdrm.scenario`), so the two
-    never collide and a pid says which side answers.
+    never collide and a pid says which side answers. ``owner``, if given, is the uid and
+    gid every emulated process is owned by instead of the scenario's (the unprivileged
+    runner: its user must be able to enter their ``fd/``; ``status`` keeps the scenario's).
     """
 
-    def __init__(self, real: ProcessTable, scenario: Any):
+    def __init__(self, real: ProcessTable, scenario: Any, *, owner: tuple[int, int] | None = None):
         self.real = real
         self.scenario = scenario
+        self._owner = owner
 
     def _emulated(self, pid: int) -> Any:
         return self.scenario.processes.get(pid)
@@ -263,6 +292,22 @@ class ScenarioProcessTable:
     def pids(self) -> list[int]:
         emulated = [pid for pid, proc in self.scenario.processes.items() if proc.fds]
         return self.real.pids() + sorted(emulated)
+
+    def has(self, pid: int) -> bool:
+        proc = self._emulated(pid)
+        return self.real.has(pid) if proc is None else bool(proc.fds)
+
+    def tids(self, pid: int) -> list[int]:
+        return self.real.tids(pid) if self._emulated(pid) is None else [pid]
+
+    def readlink(self, pid: int, name: str) -> str:
+        proc = self._emulated(pid)
+        if proc is None:
+            return self.real.readlink(pid, name)
+        return {"exe": f"/usr/bin/{proc.comm}"}.get(name, "/")
+
+    def read_host(self, name: str) -> bytes:
+        return self.real.read_host(name)
 
     def fds(self, pid: int) -> dict[int, FdRef]:
         proc = self._emulated(pid)
@@ -288,7 +333,7 @@ class ScenarioProcessTable:
         proc = self._emulated(pid)
         if proc is None:
             return self.real.owner(pid)
-        return proc.uid, proc.gid
+        return self._owner or (proc.uid, proc.gid)
 
     def comm(self, pid: int) -> str:
         proc = self._emulated(pid)
@@ -298,8 +343,17 @@ class ScenarioProcessTable:
         proc = self._emulated(pid)
         if proc is None:
             return self.real.read(pid, name)
+        name = name.rpartition("/")[2]  # task/<pid>/stat: the one thread is the process
         if name == "cmdline":
             return proc.cmdline_bytes()
         if name == "comm":
             return (proc.comm + "\n").encode()
-        return {"stat": proc.stat, "status": proc.status}[name]().encode()
+        if name in ("stat", "status"):
+            return {"stat": proc.stat, "status": proc.status}[name]().encode()
+        if name in _EMULATED_AS_DAEMON:  # all_pids copies: the daemon's own, as plausible values
+            return self.real.read(os.getpid(), name)
+        return b""  # environ, maps, io ...: an emulated process has none
+
+
+# all_pids files an emulated process shows as the daemon's own (it has no real ones).
+_EMULATED_AS_DAEMON = ("mounts", "mountinfo", "cgroup", "limits")

@@ -9,8 +9,9 @@ no other module spells a path. Placeholders in a path:
     ``renderD128``/128/``render``);
 ``{pdev}``
     the platform device's name (``fde60000.gpu``);
-``{pid}``, ``{fd}``
-    real processes holding vdrm fds and those fds (:mod:`vdrm.fs.procfs`), looked up live;
+``{pid}``, ``{fd}``, ``{tid}``
+    real processes holding vdrm fds (every real process with ``all_pids``), those fds, and
+    a process's threads (:mod:`vdrm.fs.procfs`), looked up live;
 ``{debugfs}``
     the device's debugfs files (:meth:`PanfrostDevice.debugfs_files`).
 
@@ -21,7 +22,21 @@ Node kinds and what an open of each gives (:class:`OpenFile`):
             sysfs); ``LINK`` symlinks; ``ATTR`` a sysfs attribute (read: text rendered at
             open; each write: one store); ``LOG`` the kernel log, whose ``st_size`` is the
             bytes logged so far so ``tail -f`` follows it; ``NODE`` a DRM device node: each
-            open is a new DRM client speaking :mod:`vdrm.fs.protocol`.
+            open is a new DRM client speaking :mod:`vdrm.fs.protocol`; ``CHAR`` the same node
+            as a character device 226:<minor> (``dev/dri-nodes/``), for ``stat`` only: a
+            runner binds that directory at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve
+            to what /proc-walking tools expect; opening it fails, as on any ``nodev`` mount.
+
+Rows marked ``all_pids`` exist only in a tree built with ``all_pids=True`` (the namespace
+runner, :mod:`vdrm.fs.runner`): every real process then has a ``proc/<pid>/``, with its
+vdrm fds only in ``fd/`` and ``fdinfo/`` and read-only copies of the host's per-process
+files beside them, and ``proc/`` carries ``self``, ``thread-self`` and copies of the
+host's system-wide files (``stat``, ``meminfo``, ``uptime`` ...). Their limits: the copies
+are rendered at open by the daemon from the host's ``/proc`` (so ``maps`` and ``mounts``
+are the process's real ones, read with the daemon's privileges); ``exe``, ``cwd`` and
+``root`` are plain symlinks to the host's targets (followed by path in the reader's mount
+namespace, not "magic" links); ``fd/`` lists only vdrm fds, so ``/dev/stdin`` and
+``/dev/fd/<n>`` (links into ``/proc/self/fd``) do not resolve for other fds.
 
 Inode numbers, the invariants the ``proc/`` mirror rests on:
 
@@ -66,6 +81,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROOT_INO = 1
+DRM_MAJOR = 226
 SYSFS_ATTR_SIZE = 4096  # sysfs reports every attribute as one page
 FD_LINK_SIZE = 64  # what procfs reports as st_size of fd/<n> links
 
@@ -96,6 +112,7 @@ class Kind(enum.Enum):
     ATTR = "sysfs attribute"
     LOG = "kernel log"
     NODE = "DRM node"
+    CHAR = "character device node (stat only)"
 
 
 class NotADirectory(VdrmError):
@@ -151,13 +168,50 @@ def _fd_target(tree: "Tree", a: dict) -> str:
 
 
 def _real(name: str) -> Callable[["Tree", dict], bytes]:
+    """The host's ``/proc/<pid>/<name>`` (``<pid>/task/<tid>/<name>`` under ``task/``)."""
     def render(tree: "Tree", a: dict) -> bytes:
+        path = f"task/{a['tid']}/{name}" if "tid" in a else name
         try:
-            return tree.procfs.read(a["pid"], name)
+            return tree.procfs.read(a["pid"], path)
+        except PermissionError:
+            raise AccessDenied(f"/proc/{a['pid']}/{path} is not readable by vdrm") from None
         except OSError:
             raise NoEntry(f"process {a['pid']} is gone") from None
     render.__name__ = f"real_{name}"
     return render
+
+
+def _real_link(name: str) -> Callable[["Tree", dict], str]:
+    """The target of the host's ``/proc/<pid>/<name>`` link (``exe``, ``cwd``, ``root``)."""
+    def render(tree: "Tree", a: dict) -> str:
+        try:
+            return tree.procfs.readlink(a["pid"], name)
+        except PermissionError:
+            raise AccessDenied(f"/proc/{a['pid']}/{name} is not readable by vdrm") from None
+        except OSError:
+            raise NoEntry(f"process {a['pid']} is gone") from None
+    render.__name__ = f"real_link_{name}"
+    return render
+
+
+def _host(name: str) -> Callable[["Tree", dict], bytes]:
+    """The host's system-wide ``/proc/<name>`` (``meminfo``, ``uptime`` ...)."""
+    def render(tree: "Tree", a: dict) -> bytes:
+        try:
+            return tree.procfs.read_host(name)
+        except OSError as e:
+            raise NoEntry(f"/proc/{name}: {e.strerror}") from None
+    render.__name__ = f"host_{name}"
+    return render
+
+
+def _self(tree: "Tree", a: dict) -> str:
+    return str(tree.procfs.tgid(a["caller"].tid))
+
+
+def _thread_self(tree: "Tree", a: dict) -> str:
+    tid = a["caller"].tid
+    return f"{tree.procfs.tgid(tid)}/task/{tid}"
 
 
 def _debugfs(tree: "Tree", a: dict) -> str:
@@ -224,10 +278,41 @@ class Row:
     mode: int
     content: Any = None
     size: int = 0
+    all_pids: bool = False  # only in a tree built with all_pids (the namespace runner)
+    by_caller: bool = False  # LINK whose target depends on who asks; st_size 0 as in procfs
 
 
-D, T, L, A, G, N = Kind.DIR, Kind.TEXT, Kind.LINK, Kind.ATTR, Kind.LOG, Kind.NODE
+D, T, L, A, G, N, C = Kind.DIR, Kind.TEXT, Kind.LINK, Kind.ATTR, Kind.LOG, Kind.NODE, Kind.CHAR
 _DEV = "sys/devices/platform/{pdev}"
+# The host's system-wide /proc files tools commonly read, copied in all_pids mode.
+HOST_PROC_FILES = ("stat", "meminfo", "uptime", "loadavg", "cpuinfo", "version", "filesystems",
+                   "swaps", "vmstat", "diskstats", "partitions", "modules", "devices", "cmdline")
+# The host's per-process files copied into proc/<pid>/ in all_pids mode, with their
+# modes. procfs guards environ, io and maps with ptrace checks the copies cannot make, so
+# they are for the process's owner (and root) only.
+HOST_PID_FILES = {"environ": 0o400, "io": 0o400, "maps": 0o400, "mounts": 0o444, "mountinfo": 0o444,
+                  "cgroup": 0o444, "limits": 0o444, "statm": 0o444, "oom_score": 0o444,
+                  "oom_score_adj": 0o444, "loginuid": 0o444, "sessionid": 0o444, "wchan": 0o444,
+                  "schedstat": 0o444, "uid_map": 0o444, "gid_map": 0o444, "setgroups": 0o444}
+HOST_PID_LINKS = ("exe", "cwd", "root")
+# proc/<pid>/task/<tid>/: the files per thread.
+TASK_FILES = ("stat", "status", "comm", "cmdline")
+
+
+def _all_pids_rows() -> tuple[Row, ...]:
+    rows = [Row("proc/self", L, 0o777, _self, all_pids=True, by_caller=True),
+            Row("proc/thread-self", L, 0o777, _thread_self, all_pids=True, by_caller=True),
+            Row("proc/mounts", L, 0o777, "self/mounts", all_pids=True),
+            Row("proc/sys", D, 0o555, all_pids=True)]  # the runner binds the host's /proc/sys here
+    rows += [Row(f"proc/{name}", T, 0o444, _host(name), all_pids=True) for name in HOST_PROC_FILES]
+    rows += [Row(f"proc/{{pid}}/{name}", T, mode, _real(name), all_pids=True)
+             for name, mode in HOST_PID_FILES.items()]
+    rows += [Row(f"proc/{{pid}}/{name}", L, 0o777, _real_link(name), all_pids=True) for name in HOST_PID_LINKS]
+    rows += [Row("proc/{pid}/task", D, 0o555, all_pids=True),
+             Row("proc/{pid}/task/{tid}", D, 0o555, all_pids=True)]
+    rows += [Row(f"proc/{{pid}}/task/{{tid}}/{name}", T, 0o444, _real(name), all_pids=True)
+             for name in TASK_FILES]
+    return tuple(rows)
 
 TABLE: tuple[Row, ...] = (
     Row("", D, 0o755),
@@ -237,6 +322,10 @@ TABLE: tuple[Row, ...] = (
     Row("dev/dri/{node}", N, 0o666),
     Row("dev/dri/by-path", D, 0o755),
     Row("dev/dri/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
+    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri
+    Row("dev/dri-nodes/{node}", C, 0o666),
+    Row("dev/dri-nodes/by-path", D, 0o755),
+    Row("dev/dri-nodes/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
     Row("proc", D, 0o555),
     Row("proc/{pid}", D, 0o555),
     Row("proc/{pid}/fd", D, 0o500),
@@ -276,11 +365,11 @@ TABLE: tuple[Row, ...] = (
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients/{client}", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients/{client}/fdinfo", T, 0o444, _client_fdinfo),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients/{client}/truth.json", T, 0o444, _client_truth),
-)
-del D, T, L, A, G, N
+) + _all_pids_rows()
+del D, T, L, A, G, N, C
 
 _NODE_KEYS = ("{node}", "{minor}", "{kind}")
-_DYNAMIC = ("pid", "fd", "debugfs", "client")  # placeholders resolved at lookup time
+_DYNAMIC = ("pid", "fd", "tid", "debugfs", "client")  # placeholders resolved at lookup time
 _CLOCK_STEP = Arg("by", "duration")
 
 
@@ -309,9 +398,11 @@ class _Pattern:
         return self.row.kind
 
 
-def _expand(pdev: str) -> list[_Pattern]:
+def _expand(pdev: str, all_pids: bool = False) -> list[_Pattern]:
     patterns = []
     for row in TABLE:
+        if row.all_pids and not all_pids:
+            continue
         variants: Iterable[dict[str, Any]] = [{}]
         if any(key in row.path for key in _NODE_KEYS):
             variants = [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
@@ -521,12 +612,16 @@ class DrmOpen(OpenFile):
 class Tree:
     """The mounted tree over one device and the host's processes."""
 
-    def __init__(self, device: "PanfrostDevice", procfs: "ProcessTable", *, static_timeout: float = STATIC_TIMEOUT):
+    def __init__(self, device: "PanfrostDevice", procfs: "ProcessTable", *, static_timeout: float = STATIC_TIMEOUT,
+                 all_pids: bool = False):
+        """``all_pids``: serve the rows marked so (the namespace runner's tree); ``procfs``
+        should then list every real process (``ProcessTable(all_pids=True)``)."""
         self.device = device
         self.procfs = procfs
         self.static_timeout = static_timeout
+        self.all_pids = all_pids
         self.mtime_ns = time.time_ns()
-        self._patterns = _expand(device.platform_device)
+        self._patterns = _expand(device.platform_device, all_pids)
         self._inodes: dict[int, Inode] = {}
         self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
         self._next_ino = itertools.count(len(self._patterns) + 1)
@@ -612,7 +707,9 @@ class Tree:
         if var == "client":
             return int(name) in self.device.drm.files
         if var == "pid":
-            return bool(self.procfs.fds(int(name)))
+            return self.procfs.has(int(name))
+        if var == "tid":
+            return int(name) in self.procfs.tids(args["pid"])
         return self.procfs.fd(args["pid"], int(name)) is not None
 
     def _alive(self, inode: Inode) -> bool:
@@ -622,8 +719,10 @@ class Tree:
         a = inode.args
         if "fd" in a:
             return self.procfs.fd(a["pid"], a["fd"]) is not None
+        if "tid" in a:
+            return a["tid"] in self.procfs.tids(a["pid"])
         if "pid" in a:
-            return bool(self.procfs.fds(a["pid"]))
+            return self.procfs.has(a["pid"])
         if "debugfs" in a:
             return a["debugfs"] in self.device.debugfs_files()
         if "client" in a:
@@ -671,15 +770,17 @@ class Tree:
                 uid, gid = self.procfs.owner(a["pid"])
             except OSError:
                 raise NoEntry(f"process {a['pid']} is gone") from None
-        mode, size, mtime_ns = row.mode, row.size, self.mtime_ns
+        mode, size, mtime_ns, rdev = row.mode, row.size, self.mtime_ns, 0
         if kind is Kind.DIR:
             fmt, nlink = _stat.S_IFDIR, 2
         elif kind is Kind.LINK:
             fmt, nlink = _stat.S_IFLNK, 1
             if "fd" in a:
                 mode = self._fd_link_mode(a, ref)
-            else:
+            elif not row.by_caller:
                 size = size or len(self._link_target(inode))
+        elif kind is Kind.CHAR:
+            fmt, nlink, rdev = _stat.S_IFCHR, 1, os.makedev(DRM_MAJOR, a["minor"])
         else:
             fmt, nlink = _stat.S_IFREG, 1
             if kind is Kind.LOG:
@@ -692,7 +793,7 @@ class Tree:
             entry_timeout, attr_timeout = 0.0, DYNAMIC_TIMEOUT
         else:  # fixed names inside proc/<pid>: reached only through a revalidated <pid>
             entry_timeout = attr_timeout = DYNAMIC_TIMEOUT
-        return Stat(inode.ino, fmt | mode, nlink, uid, gid, size, 0, mtime_ns, entry_timeout, attr_timeout)
+        return Stat(inode.ino, fmt | mode, nlink, uid, gid, size, rdev, mtime_ns, entry_timeout, attr_timeout)
 
     def _fd_link_mode(self, a: dict, ref: "FdRef | None") -> int:
         """procfs: r-x for an fd open for reading, -wx for writing (``proc_fd_instantiate``)."""
@@ -707,17 +808,22 @@ class Tree:
             mode |= 0o300
         return mode
 
-    def readlink(self, ino: int) -> str:
+    def readlink(self, ino: int, caller: Caller | None = None) -> str:
+        """A symlink's target; ``caller`` (who follows it) decides ``proc/self``'s."""
         inode = self.inode(ino)
         if inode.kind is not Kind.LINK:
             raise InvalidLink(f"/{inode.path} is not a symlink")
-        return self._link_target(inode)
+        return self._link_target(inode, caller)
 
-    def _link_target(self, inode: Inode) -> str:
-        content = inode.pattern.row.content
-        if callable(content):
-            return content(self, inode.args)
-        return content.format(**inode.args)
+    def _link_target(self, inode: Inode, caller: Caller | None = None) -> str:
+        row = inode.pattern.row
+        if row.by_caller:
+            if caller is None:
+                raise InvalidLink(f"/{inode.path} names the caller, who is not known here")
+            return row.content(self, {**inode.args, "caller": caller})
+        if callable(row.content):
+            return row.content(self, inode.args)
+        return row.content.format(**inode.args)
 
     # -- directories ------------------------------------------------------------------
 
@@ -754,6 +860,8 @@ class Tree:
             return [(str(pid), None) for pid in self.procfs.pids()]
         if var == "fd":
             return [(str(fd), ref) for fd, ref in self.procfs.fds(args["pid"]).items()]
+        if var == "tid":
+            return [(str(tid), None) for tid in self.procfs.tids(args["pid"])]
         if var == "client":
             return [(str(cid), None) for cid in self.device.drm.files]
         return [(name, None) for name in sorted(self.device.debugfs_files())]
@@ -768,6 +876,9 @@ class Tree:
             raise IsADirectory(f"/{inode.path} is a directory")
         if kind is Kind.LINK:
             raise InvalidLink(f"/{inode.path} is a symlink")  # the kernel follows links itself
+        if kind is Kind.CHAR:  # a nodev mount refuses before asking; say the same
+            raise AccessDenied(f"/{inode.path} is a device node for stat only; "
+                               f"open dev/dri/{inode.args['node']} to be a DRM client")
         writing = flags & os.O_ACCMODE != os.O_RDONLY
         if writing and kind not in (Kind.NODE, Kind.ATTR):
             raise AccessDenied(f"/{inode.path} is read-only")
