@@ -16,16 +16,14 @@ Same pyfuse3 settings as vdrm's daemon (mount options, ``min_tasks=1``,
 long as the kernel allows, so any request vdrm needs beyond these is vdrm's cost.
 It prints ``ready`` on stdout once mounted and unmounts on SIGTERM or SIGINT.
 
-pyfuse3 and trio are imported by name through importlib: the layering rule (only
-``vdrm.fs`` imports them) is there to keep the engine free of FUSE, and this module is a
-stand-alone program the benchmark runs as a subprocess, never imported by vdrm.
+It is a stand-alone program the benchmark runs as a subprocess; ``vdrm.bench`` sits
+above ``vdrm.fs`` in the layering, so it may use pyfuse3 and trio directly.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import itertools
 import os
 import signal
@@ -33,8 +31,8 @@ import stat
 import sys
 from collections import deque
 
-pyfuse3 = importlib.import_module("pyfuse3")
-trio = importlib.import_module("trio")
+import pyfuse3
+import trio
 
 MOUNT_OPTIONS = {"fsname=vdrm-ceiling", "subtype=vdrm-ceiling", "default_permissions", "allow_other"}
 MAX_TASKS = 32  # as vdrm's daemon

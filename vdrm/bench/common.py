@@ -75,6 +75,51 @@ def compare(a: Callable[[], Any], b: Callable[[], Any], *, batch: int, repeats: 
                       statistics.median(s[0] / s[1] for s in samples), samples)
 
 
+# -- CPU placement ----------------------------------------------------------------------
+
+# On a small VM the round-trip rate depends most on whether the client and the daemon
+# share a core (the notes measured 0.57-0.75 of C libfuse across two cores, 0.14-0.18 on
+# one). To compare like with like, every daemon is pinned to the last CPU and the
+# benchmark (and the client processes it forks) to the others, when there are two or more.
+
+
+def _cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return []
+
+
+_ALL_CPUS = _cpus()
+DAEMON_CPUS = set(_ALL_CPUS[-1:]) if len(_ALL_CPUS) >= 2 else set()
+CLIENT_CPUS = set(_ALL_CPUS[:-1]) if len(_ALL_CPUS) >= 2 else set()
+
+
+def pin_clients() -> None:
+    """Pin this process (and what it forks later) to the client CPUs."""
+    if CLIENT_CPUS:
+        os.sched_setaffinity(0, CLIENT_CPUS)
+
+
+def pin_daemon(pid: int) -> None:
+    """Pin every thread of daemon ``pid`` to the daemon CPU."""
+    if not DAEMON_CPUS:
+        return
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        tids = [pid]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, DAEMON_CPUS)
+        except OSError:
+            pass
+
+
+def placement() -> dict[str, Any]:
+    return {"client_cpus": sorted(CLIENT_CPUS), "daemon_cpus": sorted(DAEMON_CPUS)}
+
+
 # -- mounts -----------------------------------------------------------------------------
 
 
@@ -152,6 +197,7 @@ class VdrmMount:
             shutil.rmtree(self.path.parent, ignore_errors=True)
             raise RuntimeError(f"mount.py failed ({result.returncode}): {result.stdout}{result.stderr}")
         self.pid = int(m.group(1))
+        pin_daemon(self.pid)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -192,6 +238,7 @@ class CeilingMount:
             err = self.proc.stderr.read() if self.proc.stderr else ""
             self.__exit__()
             raise RuntimeError(f"the ceiling filesystem did not mount: {line}{err}")
+        pin_daemon(self.proc.pid)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -211,4 +258,5 @@ def machine() -> dict[str, Any]:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return {"python": sys.version.split()[0], "cpus": os.cpu_count(), "kernel": platform.release(),
-            "load_average": load, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "load_average": load, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **placement()}

@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import gc
-import itertools
-import statistics
 import time
 import tracemalloc
 from typing import Any
@@ -41,19 +39,18 @@ def _call(dev: PanfrostDevice, file: Any, verb: str, **args: Any) -> dict[str, A
     return ioctl.handler(file, **full)
 
 
-def fault_rate(backing: str, *, batch: int = 64, repeats: int = 7) -> float:
-    """2 MiB heap faults per second through the FAULT handler (fresh blocks each time)."""
+def fault_op(backing: str):
+    """A callable that handles one 2 MiB heap fault per call (fresh blocks every time)."""
     dev = _device(ram=2 * HEAP_SIZE + (64 << 20), backing=backing)
     file = dev.open(128, pid=1, comm="bench")
     heaps: list[tuple[int, int]] = []  # (handle, iova)
+    state = {"block": HEAP_SIZE // SZ_2M}
 
     def new_heap() -> None:
         if len(heaps) == 2:  # free the older one: RAM and VA are finite
             _call(dev, file, "GEM_CLOSE", handle=heaps.pop(0)[0])
         bo = _call(dev, file, "CREATE_BO", size=HEAP_SIZE, flags=BO_HEAP | BO_NOEXEC)
         heaps.append((bo["handle"], bo["offset"]))
-
-    state = {"block": HEAP_SIZE // SZ_2M}
 
     def fault() -> None:
         if state["block"] == HEAP_SIZE // SZ_2M:
@@ -62,6 +59,12 @@ def fault_rate(backing: str, *, batch: int = 64, repeats: int = 7) -> float:
         _call(dev, file, "FAULT", addr=heaps[-1][1] + state["block"] * SZ_2M)
         state["block"] += 1
 
+    return fault
+
+
+def fault_rate(backing: str, *, batch: int = 64, repeats: int = 7) -> float:
+    """2 MiB heap faults per second through the FAULT handler (fresh blocks each time)."""
+    fault = fault_op(backing)
     gc.collect()
     return median_rate(fault, batch=batch, repeats=repeats)
 
@@ -91,25 +94,35 @@ def fdinfo_rate(nbos: int, *, batch: int = 200, repeats: int = 7) -> float:
     return median_rate(lambda: dev.fdinfo(file), batch=batch, repeats=repeats)
 
 
+def python_bytes(clients: int, bos: int) -> tuple[float, float]:
+    """tracemalloc: Python bytes per client (an open DRM file) and per 4 KiB BO."""
+    dev = _device(ram=1 << 30)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        files = _populate(dev, clients, 0)
+        opened = tracemalloc.get_traced_memory()[0]
+        for file in files:
+            for _ in range(bos):
+                _call(dev, file, "CREATE_BO", size=4096, flags=BO_NOEXEC)
+        gc.collect()
+        end = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return (opened - base) / clients, (end - opened) / (clients * bos) if bos else 0.0
+
+
 def scale(small: int = 10, large: int = 10_000, bos: int = 10, *, batch: int = 300,
           repeats: int = 9) -> dict[str, Any]:
     """One client's fdinfo and one request with ``small`` against ``large`` clients × ``bos``."""
     dev_small = _device(ram=1 << 30)
     files_small = _populate(dev_small, small, bos)
     dev_large = _device(ram=1 << 30)
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
     start = time.perf_counter()
-    files_large = _populate(dev_large, large, 0)
-    clients_bytes = tracemalloc.get_traced_memory()[0] - base
-    for file in files_large:
-        for _ in range(bos):
-            _call(dev_large, file, "CREATE_BO", size=4096, flags=BO_NOEXEC)
+    files_large = _populate(dev_large, large, bos)
     build_seconds = time.perf_counter() - start
-    gc.collect()
-    total = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
+    clients_bytes, bos_bytes = python_bytes(min(large, 1000), bos)
     # The measured client is in the middle of the large device, with the same BOs.
     a, b = files_small[small // 2], files_large[large // 2]
     handle_a = next(iter(h for h, _ in a.handles.items()))
@@ -118,8 +131,8 @@ def scale(small: int = 10, large: int = 10_000, bos: int = 10, *, batch: int = 3
     offset_b = f"GET_BO_OFFSET handle={handle_b}".encode()
     out: dict[str, Any] = {"small_clients": small, "large_clients": large, "bos_per_client": bos,
                            "large_build_seconds": build_seconds,
-                           "python_bytes_per_client": clients_bytes / large,
-                           "python_bytes_per_bo": (total - clients_bytes) / (large * bos)}
+                           "python_bytes_per_client": clients_bytes,
+                           "python_bytes_per_bo": bos_bytes}
     gc.collect()
     gc.disable()
     try:

@@ -138,10 +138,21 @@ class Reply:
         return self.line.startswith(b"ok")
 
 
+_UNSAFE: dict[frozenset[int], "re.Pattern[str]"] = {}  # safe set -> a character outside it
+
+
+def _unsafe(safe: frozenset[int]) -> "re.Pattern[str]":
+    pattern = _UNSAFE.get(safe)
+    if pattern is None:
+        allowed = "".join(re.escape(chr(b)) for b in sorted(safe) if b < 0x80)
+        pattern = _UNSAFE[safe] = re.compile(f"[^{allowed}]" if allowed else "[\\s\\S]")
+    return pattern
+
+
 def _percent_encode(text: str, safe: frozenset[int]) -> str:
-    data = text.encode("utf-8", "surrogatepass")
-    if all(b in safe for b in data):
+    if text.isascii() and _unsafe(safe).search(text) is None:  # the common case: nothing to escape
         return text
+    data = text.encode("utf-8", "surrogatepass")
     return "".join(chr(b) if b in safe else f"%{b:02X}" for b in data)
 
 
@@ -177,16 +188,25 @@ def _format_value(key: str, value: Any, hex_: bool) -> str:
     raise TypeError(f"result {key!r} is a {type(value).__name__}, not an int, str or list of ints")
 
 
+_GOOD_KEYS: set[str] = set()  # result keys already checked to be lower-case names
+
+
 def format_ok(results: Mapping[str, Any], hex_results: Iterable[str] = ()) -> bytes:
     """The ``ok`` line for a handler's results; TypeError if a result cannot be sent."""
-    if not isinstance(results, Mapping):
+    if type(results) is not dict and not isinstance(results, Mapping):
         raise TypeError(f"a handler returned a {type(results).__name__}, not a dict of results")
-    hex_keys = frozenset(hex_results)
+    hex_keys = hex_results if isinstance(hex_results, (frozenset, set)) else frozenset(hex_results)
     parts = ["ok"]
     for key, value in results.items():
-        if not isinstance(key, str) or not _KEY.fullmatch(key):
-            raise TypeError(f"result key {key!r} is not a lower-case name")
-        parts.append(f"{key}={_format_value(key, value, key in hex_keys)}")
+        if key not in _GOOD_KEYS:
+            if not isinstance(key, str) or not _KEY.fullmatch(key):
+                raise TypeError(f"result key {key!r} is not a lower-case name")
+            if type(key) is str:
+                _GOOD_KEYS.add(key)
+        if type(value) is int and key not in hex_keys:
+            parts.append(f"{key}={value}")
+        else:
+            parts.append(f"{key}={_format_value(key, value, key in hex_keys)}")
     return (" ".join(parts) + "\n").encode("ascii")
 
 

@@ -325,20 +325,25 @@ def _stop_daemon(pid: int, mountpoint: str) -> None:
 def _run_command(command: Sequence[str], mountpoint: str, pdev: str) -> int:
     """Fork COMMAND into its namespace and wait for it; its exit status (or ours)."""
     read_end, write_end = os.pipe()  # close-on-exec: EOF means exec succeeded
+    forward = (signal.SIGTERM, signal.SIGHUP)
+    # Hold the forwarded signals from before the fork until their handlers are in place:
+    # a SIGTERM that arrives while COMMAND starts is then forwarded, not fatal to us.
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, forward)
     pid = os.fork()
     if pid == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(read_end)
         _child(command, mountpoint, pdev, write_end)  # never returns
 
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        report = pipe.read().decode(errors="replace")
-    forward = (signal.SIGTERM, signal.SIGHUP)
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGQUIT, *forward)}
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     for sig in forward:
         signal.signal(sig, lambda signum, frame: _forward(pid, signum))
+    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode(errors="replace")
     try:
         _, wstatus = os.waitpid(pid, 0)
     finally:

@@ -28,8 +28,10 @@ fails earlier, as it would in the kernel.
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Iterator
 
 from vdrm.errors import InvalidArgument, KernelBug, NoEntry, OutOfMemory, VdrmError
@@ -110,14 +112,25 @@ def unhandled_fault_message(as_nr: int, addr: int, status: int) -> str:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class PteRange:
-    """One mapped range of the page table: a run of physical pages at a GPU address."""
+    """The PTEs one ``map_sg`` call wrote: ``size`` bytes of GPU VA from ``iova``, contiguous,
+    backed by the DMA segments of ``sgt`` (owned by the BO), and their entry counts."""
 
     iova: int
-    pfn: int
-    length: int  # bytes
+    size: int  # bytes
     prot: str
+    n2m: int  # 2 MiB block entries
+    n4k: int  # 4 KiB page entries
+    sgt: "SgTable"
+
+    def segments(self) -> list[tuple[int, int, int]]:
+        """``(iova, physical address, length)`` of every DMA segment, in GPU address order."""
+        out, addr = [], self.iova
+        for paddr, length in self.sgt.dma_segments():
+            out.append((addr, paddr, length))
+            addr += length
+        return out
 
 
 class MmuContext:
@@ -129,29 +142,42 @@ class MmuContext:
         self.as_nr = -1
         self.as_count = 0
         self.mappings: dict[int, Mapping] = {}  # VA node start (pfn) -> mapping
-        self.ptes: dict[int, list[PteRange]] = {}  # iova of each map_sg call -> ranges
+        self.ptes: dict[int, PteRange] = {}  # iova of each map_sg call -> what it wrote
         self.pte_2m = 0
         self.pte_4k = 0
         self.destroyed = False
 
     def map_sg(self, iova: int, sgt: "SgTable", prot: str) -> None:
         """``mmu_map_sg``: write PTEs for every DMA segment of ``sgt`` starting at ``iova``."""
-        ranges = self.ptes.setdefault(iova, [])
-        addr = iova
-        for entry in sgt.dma_entries():
-            paddr, length = entry.dma_address, entry.dma_length
-            ranges.append(PteRange(addr, paddr >> PAGE_SHIFT, length, prot))
-            n2m, n4k = _pte_counts(addr, paddr, length)
-            self.pte_2m += n2m
-            self.pte_4k += n4k
-            addr += length
+        segments = sgt.dma_segments()
+        size = sgt.size
+        if sgt.dma_mapped and len(segments) > 1 and size <= SZ_2M:  # every segment is shorter than 2 MiB: 4 KiB entries
+            n2m = 0
+            n4k = sum(map(_PAGE_ROUND_SHIFT, map(_PAGE_ROUND_ADD, map(_LENGTH, segments)), repeat(PAGE_SHIFT)))
+            addr = iova + size
+        else:
+            addr = iova
+            n2m = n4k = 0
+            for paddr, length in segments:
+                a, b = _pte_counts(addr, paddr, length)
+                n2m += a
+                n4k += b
+                addr += length
+        size = addr - iova
+        old = self.ptes.get(iova)
+        if old is None:
+            self.ptes[iova] = PteRange(iova, size, prot, n2m, n4k, sgt)
+        else:  # written again over live PTEs (a purged heap refaulted): both stay counted
+            self.ptes[iova] = PteRange(iova, max(size, old.size), prot, old.n2m + n2m, old.n4k + n4k, sgt)
+        self.pte_2m += n2m
+        self.pte_4k += n4k
 
     def unmap(self, iova: int) -> None:
         """Drop the PTEs written at ``iova`` (for heaps, only the blocks present)."""
-        for r in self.ptes.pop(iova, []):
-            n2m, n4k = _pte_counts(r.iova, r.pfn << PAGE_SHIFT, r.length)
-            self.pte_2m -= n2m
-            self.pte_4k -= n4k
+        r = self.ptes.pop(iova, None)
+        if r is not None:
+            self.pte_2m -= r.n2m
+            self.pte_4k -= r.n4k
 
     def unmap_heap(self, base: int, nblocks: int) -> None:
         for block in range(nblocks):
@@ -165,14 +191,39 @@ class MmuContext:
         base = node.start << PAGE_SHIFT
         block_base = base + ((addr - base) & ~(SZ_2M - 1))
         for key in (base, block_base):
-            for r in self.ptes.get(key, ()):
-                if r.iova <= addr < r.iova + r.length:
-                    return True
+            r = self.ptes.get(key)
+            if r is not None and r.iova <= addr < r.iova + r.size:
+                return True
         return False
 
 
+_PAGE_ROUND_ADD = (PAGE_SIZE - 1).__add__
+_PAGE_ROUND_SHIFT = operator.rshift
+_LENGTH = operator.itemgetter(1)
+
+
 def _pte_counts(iova: int, paddr: int, length: int) -> tuple[int, int]:
-    """How many 2 MiB and 4 KiB entries ``mmu_map_sg`` writes for one segment."""
+    """How many 2 MiB and 4 KiB entries ``mmu_map_sg`` writes for one segment.
+
+    ``mmu_map_sg`` takes a 2 MiB step wherever both addresses are 2 MiB aligned and 2 MiB
+    remain, else a 4 KiB step. Both addresses move together, so they are aligned at the
+    same time only when they agree modulo 2 MiB: then 4 KiB steps up to the first 2 MiB
+    boundary, 2 MiB steps while 2 MiB remain, 4 KiB steps for the rest.
+    """
+    if length <= 0:
+        return 0, 0
+    if (iova - paddr) % SZ_2M:
+        return 0, (length + PAGE_SIZE - 1) >> PAGE_SHIFT
+    head = (-iova) % SZ_2M
+    if head % PAGE_SIZE or head >= length:  # never lands on a 2 MiB boundary with 2 MiB left
+        return _pte_counts_stepwise(iova, paddr, length)
+    n2m = (length - head) // SZ_2M
+    rest = length - head - n2m * SZ_2M
+    return n2m, (head >> PAGE_SHIFT) + ((rest + PAGE_SIZE - 1) >> PAGE_SHIFT)
+
+
+def _pte_counts_stepwise(iova: int, paddr: int, length: int) -> tuple[int, int]:
+    """The kernel's loop, step by step (unaligned corner cases)."""
     n2m = n4k = 0
     while length > 0:
         if iova % SZ_2M == 0 and paddr % SZ_2M == 0 and length >= SZ_2M:
