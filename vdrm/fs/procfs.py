@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 # How long a whole-/proc scan of vdrm fd holders is reused (``ls proc/`` in a loop).
 SCAN_TTL = 0.1
@@ -117,7 +117,7 @@ class ProcessTable:
         """Whether ``proc/<pid>`` exists: it holds a vdrm fd (or, with ``all_pids``, lives)."""
         if self.all_pids:
             return os.path.isdir(f"{self._proc}/{pid}")
-        return bool(self.fds(pid))
+        return next(self._iter_fds(pid), None) is not None  # stop at the first one
 
     def tids(self, pid: int) -> list[int]:
         """The threads of ``pid``, ascending; empty if it is gone."""
@@ -128,19 +128,19 @@ class ProcessTable:
 
     def fds(self, pid: int) -> dict[int, FdRef]:
         """The vdrm fds of ``pid`` by fd number, ascending; empty if it has none or is gone."""
+        return {ref.fd: ref for ref in self._iter_fds(pid)}
+
+    def _iter_fds(self, pid: int) -> Iterator[FdRef]:
         if pid == self._self_pid:
-            return {}
-        fd_dir = f"{self._proc}/{pid}/fd"
+            return
         try:
-            names = os.listdir(fd_dir)
+            names = os.listdir(f"{self._proc}/{pid}/fd")
         except OSError:
-            return {}
-        found = {}
+            return
         for name in sorted(names, key=int):
             ref = self._probe(pid, int(name))
             if ref is not None:
-                found[ref.fd] = ref
-        return found
+                yield ref
 
     def fd(self, pid: int, fd: int) -> FdRef | None:
         """``pid``'s fd ``fd`` if it is on an open vdrm node, read fresh."""
