@@ -202,6 +202,8 @@ def plot(r: dict[str, Any], path: Path) -> str:
         return "matplotlib is not installed (pip install -e .[bench]): no plot"
     rows = r["memory"]["rows"]
     sizes = sorted({row["size"] for row in rows})
+    floor = 256  # bytes: where 0 B (no backing yet) is drawn on the log axis
+    top = max(max(row["python_bytes"], row["kernel_bytes"]) for row in rows) * 2
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 4), sharey=True)
     if len(sizes) == 1:
         axes = [axes]
@@ -209,16 +211,17 @@ def plot(r: dict[str, Any], path: Path) -> str:
         for backing, marker in (("sparse", "o"), ("dense", "s")):
             pts = sorted((row["residency"], row) for row in rows if row["size"] == size and row["backing"] == backing)
             xs = [max(p[0] * 100, 0.1) for p in pts]
-            ax.plot(xs, [max(p[1]["python_bytes"], 1) for p in pts], marker=marker, linestyle="-", label=f"{backing}: vdrm (Python)")
-            ax.plot(xs, [max(p[1]["kernel_bytes"], 1) for p in pts], marker=marker, alpha=0.45, linestyle="--",
+            ax.plot(xs, [max(p[1]["python_bytes"], floor) for p in pts], marker=marker, linestyle="-",
+                    label=f"{backing}: vdrm (Python)")
+            ax.plot(xs, [max(p[1]["kernel_bytes"], floor) for p in pts], marker=marker, alpha=0.45, linestyle="--",
                     label=f"{backing}: kernel-equivalent")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_ylim(bottom=256)  # 0 B (no backing yet) falls below the axis
+        ax.set_ylim(floor / 1.5, top)  # both limits: a bare bottom= would freeze the top at this panel's data
         ax.set_title(f"heap BO of {_mib(size)}")
         ax.set_xlabel("residency, % (0 % drawn at 0.1 %)")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("bookkeeping bytes")
+    axes[0].set_ylabel(f"bookkeeping bytes (0 B drawn at {floor} B)")
     axes[-1].legend(fontsize=7)
     fig.suptitle("Heap BO bookkeeping: sparse (RFC) vs dense (mainline)")
     fig.tight_layout()
