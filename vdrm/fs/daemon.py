@@ -195,6 +195,15 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
     return parser
 
 
+def make_device(args: argparse.Namespace) -> tuple[PanfrostDevice, Scenario | None]:
+    """The device the options describe: a scenario's (its [device] table wins) or one
+    built from the device options. Raises ScenarioError, UsageError or VdrmError."""
+    if args.scenario is not None:
+        scenario = Scenario(load_scenario(args.scenario))
+        return scenario.device, scenario
+    return PanfrostDevice(build_config(args)), None
+
+
 def build_config(args: argparse.Namespace) -> DeviceConfig:
     """The device options as a :class:`DeviceConfig`."""
     return DeviceConfig(kernel=args.kernel, heap_backing=args.heap_backing, ram_size=args.ram,
@@ -352,13 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.run or args.mountpoint is None:
         parser.error("a MOUNTPOINT is needed (or --run [options] -- COMMAND)")
     args.log_level = args.log_level or "info"
-    scenario = None
     try:
-        if args.scenario is not None:
-            scenario = Scenario(load_scenario(args.scenario))
-            device = scenario.device
-        else:
-            device = PanfrostDevice(build_config(args))
+        device, scenario = make_device(args)
     except ScenarioError as e:
         print(f"vdrm: bad scenario, nothing mounted: {e}", file=sys.stderr)
         return 2
@@ -405,13 +409,8 @@ def _main_run(argv: list[str]) -> int:
     if not command:
         print("vdrm: --run needs a command: mount.py --run [options] -- COMMAND ARGS...", file=sys.stderr)
         return runner.EXIT_VDRM
-    scenario = None
     try:
-        if args.scenario is not None:
-            scenario = Scenario(load_scenario(args.scenario))
-            device = scenario.device
-        else:
-            device = PanfrostDevice(build_config(args))
+        device, scenario = make_device(args)
     except ScenarioError as e:
         print(f"vdrm: bad scenario, nothing mounted: {e}", file=sys.stderr)
         return runner.EXIT_VDRM
