@@ -424,9 +424,15 @@ def _main_run(argv: list[str]) -> int:
                       log_file=args.log_file)
 
 
-def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace,
-               scenario: Scenario | None = None) -> int:
-    """Fork; the parent returns 0 once the child's mount is ready, 1 with its error."""
+def fork_daemon(run: Callable[[Callable[[], None]], None], *, keep_stderr: bool = False,
+                in_child: Callable[[], None] = lambda: None) -> tuple[int | None, str]:
+    """Fork a detached child that calls ``run(ready)``; ``ready()`` tells the waiting parent.
+
+    The parent gets ``(pid, "")`` once the child called ``ready``, or ``(None, why)`` when
+    the child failed first (its exception's text) or died. The child runs in its own
+    session from ``/`` with stdin, stdout (and stderr unless ``keep_stderr``) on
+    ``/dev/null``; ``in_child`` runs right after ``setsid``. The child never returns.
+    """
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid:
@@ -434,35 +440,51 @@ def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace
         with os.fdopen(read_end, "rb") as pipe:
             report = pipe.read().decode(errors="replace")
         if report.startswith("ready"):
-            print(f"vdrm: serving {mountpoint} (daemon pid {pid})")
-            return 0
+            return pid, ""
         os.waitpid(pid, 0)
-        print(f"vdrm: {report.strip() or 'the daemon died before the mount was ready'}", file=sys.stderr)
-        return 1
+        return None, report.strip() or "the daemon died before the mount was ready"
 
-    os.close(read_end)
-    os.setsid()
-    os.chdir("/")  # hold no directory busy
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    _setup_logging(args.log_level, args.log_file, quiet=True)
-    pipe = os.fdopen(write_end, "wb", buffering=0)
-
-    def ready() -> None:
-        pipe.write(b"ready\n")
-        pipe.close()
-
-    status = 0
+    status = 1
     try:
-        serve(mountpoint, device, ready, scenario)
-    except BaseException as e:  # noqa: BLE001 - report everything to the waiting parent
-        log.exception("the daemon failed")
-        if not pipe.closed:
-            pipe.write(str(e).encode() or type(e).__name__.encode())
-        status = 1
-    finally:
-        if not pipe.closed:
+        os.close(read_end)
+        os.setsid()
+        in_child()
+        os.chdir("/")  # hold no directory busy
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1) if keep_stderr else (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        pipe = os.fdopen(write_end, "wb", buffering=0)
+
+        def ready() -> None:
+            pipe.write(b"ready\n")
             pipe.close()
-    os._exit(status)
+
+        try:
+            run(ready)
+            status = 0
+        except BaseException as e:  # noqa: BLE001 - report everything to the waiting parent
+            reported = not pipe.closed
+            if reported:
+                pipe.write(str(e).encode() or type(e).__name__.encode())
+            # the parent prints a reported failure; on a shared stderr once is enough
+            log.log(logging.DEBUG if reported and keep_stderr else logging.ERROR,
+                    "the daemon failed", exc_info=True)
+    finally:
+        os._exit(status)
+
+
+def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace,
+               scenario: Scenario | None = None) -> int:
+    """Fork; the parent returns 0 once the child's mount is ready, 1 with its error."""
+
+    def run(ready: Callable[[], None]) -> None:
+        _setup_logging(args.log_level, args.log_file, quiet=True)
+        serve(mountpoint, device, ready, scenario)
+
+    pid, why = fork_daemon(run)
+    if pid is None:
+        print(f"vdrm: {why}", file=sys.stderr)
+        return 1
+    print(f"vdrm: serving {mountpoint} (daemon pid {pid})")
+    return 0

@@ -62,7 +62,6 @@ Limits, by design or not yet done:
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import shutil
 import signal
@@ -70,13 +69,12 @@ import stat
 import sys
 import tempfile
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 if TYPE_CHECKING:
     from vdrm.panfrost.device import PanfrostDevice
     from vdrm.scenario.run import Scenario
 
-log = logging.getLogger(__name__)
 
 EXIT_VDRM = 125  # vdrm itself failed: nothing ran
 EXIT_CANNOT_EXECUTE = 126
@@ -247,56 +245,29 @@ def run(command: Sequence[str], device: "PanfrostDevice", scenario: "Scenario | 
 
 def _start_daemon(mountpoint: str, device: "PanfrostDevice", scenario: "Scenario | None",
                   log_level: str, log_file: str | None) -> int | None:
-    """Fork the daemon; its pid once the mount is ready, None (after saying why) if not."""
+    """Fork the daemon; its pid once the mount is ready, None (after saying why) if not.
+
+    It runs in its own session (the terminal's Ctrl-C is COMMAND's, not the daemon's),
+    gets SIGTERM if the runner dies (so it still unmounts), and keeps stderr: warnings
+    and tracebacks are worth seeing.
+    """
     from vdrm.fs import daemon as _daemon
 
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            report = pipe.read().decode(errors="replace")
-        if report.startswith("ready"):
-            return pid
-        os.waitpid(pid, 0)
-        print(f"vdrm: cannot mount: {report.strip() or 'the daemon died before the mount was ready'}",
-              file=sys.stderr)
-        return None
-
-    status = 1
-    try:
-        os.close(read_end)
-        os.setsid()  # the terminal's Ctrl-C is COMMAND's, not the daemon's
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # unmount if the runner dies
-        os.chdir("/")
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1):  # stderr stays: warnings and tracebacks are worth seeing
-            os.dup2(devnull, fd)
-        os.close(devnull)
+    def run(ready: Callable[[], None]) -> None:
         _daemon._setup_logging(log_level, log_file, quiet=False)
-        pipe = os.fdopen(write_end, "wb", buffering=0)
-
-        def ready() -> None:
-            pipe.write(b"ready\n")
-            pipe.close()
-
         options = _daemon.MOUNT_OPTIONS
         if os.getuid() != 0:
             # Mount through the setuid fusermount3 (auto_unmount makes libfuse use it even
             # where /dev/fuse is not open to users); it allows allow_other only by
             # /etc/fuse.conf, and COMMAND runs as this same user anyway.
             options = (options - {"allow_other"}) | {"auto_unmount"}
-        try:
-            _daemon.serve(mountpoint, device, ready, scenario, all_pids=True, options=options)
-            status = 0
-        except BaseException as e:  # noqa: BLE001 - report everything to the waiting runner
-            log.debug("the daemon failed", exc_info=True)
-            if not pipe.closed:
-                pipe.write(str(e).encode() or type(e).__name__.encode())
-            else:
-                log.exception("the daemon failed")
-    finally:
-        os._exit(status)
+        _daemon.serve(mountpoint, device, ready, scenario, all_pids=True, options=options)
+
+    pid, why = _daemon.fork_daemon(
+        run, keep_stderr=True, in_child=lambda: _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0))
+    if pid is None:
+        print(f"vdrm: cannot mount: {why}", file=sys.stderr)
+    return pid
 
 
 def _stop_daemon(pid: int, mountpoint: str) -> None:
