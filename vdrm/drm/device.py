@@ -74,6 +74,14 @@ class Driver:
     def gem_close(self, file: DrmFile, obj: "GemObject") -> None:
         """``drm_gem_object_funcs.close``: a handle to ``obj`` in ``file`` was deleted."""
 
+    def has(self, feature: str) -> bool:
+        """Whether the emulated kernel release has ``feature`` (a name in the driver's
+        release table: an ioctl, a parameter, a flag, an fdinfo or debugfs change).
+
+        The seam between the ioctl table (which declares ``Ioctl.since``) and the
+        per-driver release table; the base driver has every feature."""
+        return True
+
     def has_fdinfo(self, version: tuple[int, int]) -> bool:
         """Whether this driver has a ``show_fdinfo`` hook in kernel ``version``."""
         return True
