@@ -25,4 +25,11 @@ Layout, after the kernel's own map (imports only go downwards in this list):
 
 Everything below ``vdrm.fs`` is plain synchronous Python: each engine call is atomic
 with respect to the daemon's trio tasks, so the engine has no locks.
+
+Above the FUSE side, the tools for parser authors: ``vdrm.cli`` (the ``vdrm`` command),
+``vdrm.truth`` (the whole device's ground truth), ``vdrm.check`` (a parser's report
+against it), ``vdrm.record`` and ``vdrm.replay`` (any GPU's fdinfo, recorded and played
+back), ``vdrm.pytest_plugin`` (a ``vdrm`` fixture for a parser's own test suite).
 """
+
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)

@@ -40,6 +40,7 @@ from vdrm.fs.operations import Operations
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
 from vdrm.panfrost.device import KERNEL_VERSIONS, DeviceConfig, PanfrostDevice
+from vdrm.scenario import bundled
 from vdrm.scenario.load import ScenarioError
 from vdrm.scenario.load import load as load_scenario
 from vdrm.scenario.run import Scenario
@@ -108,11 +109,12 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "mount.py") -> argparse.ArgumentParser:
+    """The options of ``mount.py`` (and of ``vdrm mount`` / ``vdrm run``, as ``prog``)."""
     defaults = DeviceConfig()
     latest = "%d.%d" % KERNEL_VERSIONS[-1]
     parser = argparse.ArgumentParser(
-        prog="mount.py",
+        prog=prog,
         description="Mount vdrm: an emulated Arm Mali GPU (Panfrost) with a fake /dev/dri, "
                     "/proc/<pid>/fdinfo, /sys/class/drm and debugfs, over FUSE.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -176,7 +178,8 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
     device.add_argument("--profiling", action="store_true", default=defaults.profiling,
                         help="start with sysfs profiling on (drm-engine-* and drm-cycles-* keys)")
     device.add_argument("--scenario", metavar="FILE",
-                        help="serve a scenario (fixtures/scenarios/*.toml): its processes appear in "
+                        help="serve a scenario: a file, or a bundled one by name (busy-game; "
+                             "'vdrm scenarios' lists them): its processes appear in "
                              "proc/ beside the real ones, its [device] table replaces the device "
                              "options above, and the clock is virtual (advance it through "
                              "sys/kernel/debug/dri/128/vdrm-clock or the ADVANCE request)")
@@ -199,7 +202,7 @@ def make_device(args: argparse.Namespace) -> tuple[PanfrostDevice, Scenario | No
     """The device the options describe: a scenario's (its [device] table wins) or one
     built from the device options. Raises ScenarioError, UsageError or VdrmError."""
     if args.scenario is not None:
-        scenario = Scenario(load_scenario(args.scenario))
+        scenario = Scenario(load_scenario(bundled.resolve(args.scenario)))
         return scenario.device, scenario
     return PanfrostDevice(build_config(args)), None
 
@@ -352,11 +355,11 @@ def _teller(log_file: str | None) -> Callable[[str], None]:
     return say
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "mount.py") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--run" in argv[:argv.index("--") if "--" in argv else len(argv)]:
-        return _main_run(argv)
-    parser = build_parser()
+        return _main_run(argv, prog)
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.run or args.mountpoint is None:
         parser.error("a MOUNTPOINT is needed (or --run [options] -- COMMAND)")
@@ -391,13 +394,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _main_run(argv: list[str]) -> int:
+def _main_run(argv: list[str], prog: str = "mount.py") -> int:
     """``--run [options] -- COMMAND ARGS...``: every failure of vdrm's own is status 125."""
     from vdrm.fs import runner
 
     split = argv.index("--") if "--" in argv else len(argv)
     options, command = argv[:split], argv[split + 1:]
-    parser = build_parser()
+    parser = build_parser(prog)
     try:
         args = parser.parse_args(options)
     except SystemExit as e:
@@ -407,7 +410,7 @@ def _main_run(argv: list[str]) -> int:
               "(did you forget '--' before the command?)", file=sys.stderr)
         return runner.EXIT_VDRM
     if not command:
-        print("vdrm: --run needs a command: mount.py --run [options] -- COMMAND ARGS...", file=sys.stderr)
+        print(f"vdrm: --run needs a command: {prog} --run [options] -- COMMAND ARGS...", file=sys.stderr)
         return runner.EXIT_VDRM
     try:
         device, scenario = make_device(args)
