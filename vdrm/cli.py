@@ -172,6 +172,16 @@ the document: see vdrm/truth.py (schema vdrm-truth/1).""")
     return EXIT_OK
 
 
+# -- check --------------------------------------------------------------------------------
+
+
+@_subcommand("check", "compare a parser's report with the truth; one line per mismatch")
+def cmd_check(argv: list[str]) -> int:
+    from vdrm import check
+
+    return check.main(argv)
+
+
 # -- the command ----------------------------------------------------------------------------
 
 

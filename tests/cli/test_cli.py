@@ -16,7 +16,7 @@ def test_help_everywhere_exits_0() -> None:
     """``--help`` works for the command and every subcommand, with status 0."""
     top = vdrm("--help")
     assert top.returncode == 0 and "subcommands" in top.stdout
-    for sub in ("mount", "run", "scenarios", "truth"):
+    for sub in ("mount", "run", "scenarios", "truth", "check"):
         result = vdrm(sub, "--help")
         assert result.returncode == 0, (sub, result.stderr)
         assert f"vdrm {sub}" in result.stdout, sub
