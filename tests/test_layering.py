@@ -15,14 +15,19 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "vdrm"
 
 # package -> top-level modules and vdrm sub-packages it must not import
-_ABOVE_ENGINE = ("vdrm.scenario", "vdrm.fs", "vdrm.bench", "pyfuse3", "trio")
+_ABOVE_ENGINE = ("vdrm.drivers", "vdrm.scenario", "vdrm.fs", "vdrm.bench", "pyfuse3", "trio")
+# The drivers: each builds on vdrm.drm alone; above them only vdrm.drivers names one, so
+# the FUSE side and the scenarios reach a GPU through the vdrm.drm.gpu interface only.
+DRIVER_PACKAGES = ("vdrm.panfrost", "vdrm.panthor")
 FORBIDDEN = {
-    "vdrm.kernel": ("vdrm.mm", "vdrm.drm", "vdrm.panfrost", *_ABOVE_ENGINE),
-    "vdrm.mm": ("vdrm.drm", "vdrm.panfrost", *_ABOVE_ENGINE),
-    "vdrm.drm": ("vdrm.panfrost", *_ABOVE_ENGINE),
-    "vdrm.panfrost": _ABOVE_ENGINE,
-    "vdrm.scenario": ("vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
-    "vdrm.fs": ("vdrm.bench",),
+    "vdrm.kernel": ("vdrm.mm", "vdrm.drm", *DRIVER_PACKAGES, *_ABOVE_ENGINE),
+    "vdrm.mm": ("vdrm.drm", *DRIVER_PACKAGES, *_ABOVE_ENGINE),
+    "vdrm.drm": (*DRIVER_PACKAGES, *_ABOVE_ENGINE),
+    "vdrm.panfrost": ("vdrm.panthor", *_ABOVE_ENGINE),
+    "vdrm.panthor": ("vdrm.panfrost", *_ABOVE_ENGINE),
+    "vdrm.drivers": ("vdrm.scenario", "vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
+    "vdrm.scenario": (*DRIVER_PACKAGES, "vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
+    "vdrm.fs": (*DRIVER_PACKAGES, "vdrm.bench"),
 }
 FUSE_ONLY = ("pyfuse3", "trio")  # only the FUSE side, and the benchmark above it, import these
 FUSE_USERS = ("vdrm.fs", "vdrm.bench")  # vdrm.bench runs mounts and its own ceiling filesystem

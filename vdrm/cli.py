@@ -153,11 +153,11 @@ the document: see vdrm/truth.py (schema vdrm-truth/1).""")
         try:
             scenario = Scenario(load(bundled.resolve(args.scenario)))
             for step in args.step:
-                scenario.device.advance(step)
+                scenario.machine.advance(step)
         except (ScenarioError, VdrmError) as e:
             _say(f"bad scenario: {e}")
             return EXIT_USAGE
-        doc = truth.from_device(scenario.device)
+        doc = truth.from_device(scenario.machine)
     else:
         root = live_root(args.mountpoint)
         if root is None:

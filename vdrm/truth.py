@@ -26,7 +26,12 @@ from __future__ import annotations
 import glob
 import json
 import os
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+from vdrm.drm.gpu import as_machine
+
+if TYPE_CHECKING:
+    from vdrm.drm.gpu import GpuDevice, Machine
 
 SCHEMA = "vdrm-truth/1"
 
@@ -45,14 +50,14 @@ def document(clients: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"schema": SCHEMA, "clock": clock, "clients": ordered}
 
 
-def from_device(device: Any) -> dict[str, Any]:
-    """The truth of every open client of an engine ``device`` (one with ``drm.files``)."""
-    doc = document(device.truth(file) for file in list(device.drm.files.values()))
+def from_device(device: "GpuDevice | Machine") -> dict[str, Any]:
+    """The truth of every open client of an engine GPU or machine of GPUs."""
+    machine = as_machine(device)
+    doc = document(machine.truth(file) for file in list(machine.files.values()))
     if not doc["clock"]:
-        start, end = device.timeline.last_step() if hasattr(device.timeline, "last_step") \
-            else device.timeline._last_step[:2]
-        doc["clock"] = {"now_ns": device.clock.now_ns(), "step_start_ns": start, "step_end_ns": end,
-                        "step_ns": end - start}
+        step = machine.timeline.last_step
+        doc["clock"] = {"now_ns": machine.clock.now_ns(), "step_start_ns": step.start_ns,
+                        "step_end_ns": step.end_ns, "step_ns": step.step_ns}
     return doc
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.fs.conftest import FakeDevice, FakeProcesses
 from vdrm.errors import AccessDenied, InvalidArgument, NoEntry
-from vdrm.fs.tree import (DYNAMIC_TIMEOUT, NODES, POLL_READABLE, POLL_WRITABLE, ROOT_INO, STATIC_TIMEOUT, TABLE, Caller, DrmOpen,
+from vdrm.fs.tree import (DYNAMIC_TIMEOUT, POLL_READABLE, POLL_WRITABLE, ROOT_INO, STATIC_TIMEOUT, TABLE, Caller, DrmOpen,
                           Kind, Tree)
 
 ROOT = Caller(tid=4242, uid=0, gid=0)
@@ -49,6 +49,9 @@ def open_node(tree: Tree, name: str = "renderD128", caller: Caller = ROOT) -> Dr
     return handle
 
 
+NODES = (("card0", 0, "card"), ("renderD128", 128, "render"))  # a Panfrost machine's one GPU
+
+
 def static_paths() -> list[tuple[str, Kind]]:
     out = []
     for row in TABLE:
@@ -57,7 +60,7 @@ def static_paths() -> list[tuple[str, Kind]]:
         variants = [{}] if not any(k in row.path for k in ("{node}", "{minor}", "{kind}")) else \
             [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
         for v in variants:
-            out.append((row.path.format(pdev=PDEV, **v), row.kind))
+            out.append((row.path.format(pdev=PDEV, attr="profiling", **v), row.kind))
     return out
 
 

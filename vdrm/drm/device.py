@@ -1,7 +1,7 @@
 """The DRM device (``struct drm_device``) and the driver interface (``struct drm_driver``).
 
-A :class:`DrmDevice` owns what is device-wide in the kernel: its minors (primary 0,
-render 128), the open files, the flink name table, the fake mmap offset space, the list
+A :class:`DrmDevice` owns what is device-wide in the kernel: its minors (primary N,
+render 128 + N for card N), the open files, the flink name table, the fake mmap offset space, the list
 of GEM objects in creation order (what Panfrost's debugfs ``gems`` walks), and the
 services it runs on: the page allocator (emulated RAM), the clock and the kernel log.
 
@@ -101,8 +101,10 @@ class DrmDevice:
         clock: "Clock",
         log: "KernelLog",
         client_ids: ClientIdCounter | None = None,
+        index: int = 0,
     ):
         self.driver = driver
+        self.index = index  # the card number: minors index and 128 + index
         self.pages = pages
         self.clock = clock
         self.log = log
@@ -117,7 +119,7 @@ class DrmDevice:
 
     @property
     def minors(self) -> tuple[int, int]:
-        return (PRIMARY_MINOR, RENDER_MINOR)
+        return (PRIMARY_MINOR + self.index, RENDER_MINOR + self.index)
 
     # -- files ---------------------------------------------------------------------
 
@@ -131,7 +133,7 @@ class DrmDevice:
             raise InvalidArgument(f"no DRM minor {minor} on this device (have {self.minors})")
         file = DrmFile(self, minor, self.client_ids.next(), pid=pid, comm=comm, uid=uid)
         self.driver.open(file)
-        if minor == PRIMARY_MINOR and self.master is None:
+        if minor == self.minors[0] and self.master is None:
             self.master = file
             file.is_master = file.authenticated = True
         self.files[file.client_id] = file

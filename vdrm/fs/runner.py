@@ -71,8 +71,10 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from vdrm.drm.gpu import as_machine
+
 if TYPE_CHECKING:
-    from vdrm.panfrost.device import PanfrostDevice
+    from vdrm.drm.gpu import GpuDevice, Machine
     from vdrm.scenario.run import Scenario
 
 
@@ -88,7 +90,8 @@ PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 10.0  # seconds the daemon gets to unmount after SIGTERM
 
 # The tree's directories grafted over the system's, in this order (/proc last: the
-# grafting reads the host's /proc). Paths relative to the mount point; {pdev} filled in.
+# grafting reads the host's /proc). Paths relative to the mount point; {pdev} filled in,
+# once per GPU.
 GRAFTS = (
     ("dev/dri-nodes", "/dev/dri"),
     ("sys/class/drm", "/sys/class/drm"),
@@ -133,7 +136,7 @@ def bind(source: str, target: str, *, recursive: bool = False) -> None:
 # -- COMMAND's namespace ------------------------------------------------------------------
 
 
-def enter_namespace(mountpoint: str, pdev: str) -> None:
+def enter_namespace(mountpoint: str, pdevs: Sequence[str]) -> None:
     """Make this process's private mount namespace, with the device grafted in (child only)."""
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
@@ -149,7 +152,8 @@ def enter_namespace(mountpoint: str, pdev: str) -> None:
         _write("/proc/self/gid_map", f"0 {gid} 1")
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing of ours propagates to the host
     for source, target in GRAFTS:
-        graft(f"{mountpoint}/{source.format(pdev=pdev)}", target.format(pdev=pdev))
+        for pdev in (pdevs if "{pdev}" in source else pdevs[:1]):
+            graft(f"{mountpoint}/{source.format(pdev=pdev)}", target.format(pdev=pdev))
     _graft_char_links(mountpoint)
     bind("/proc/sys", f"{mountpoint}/proc/sys", recursive=True)  # carried along by the rbind
     bind(f"{mountpoint}/proc", "/proc", recursive=True)
@@ -223,7 +227,7 @@ def shadow(directory: str, binds: dict[str, str], *, skip, links: dict[str, str]
 # -- running ------------------------------------------------------------------------------
 
 
-def run(command: Sequence[str], device: "PanfrostDevice", scenario: "Scenario | None" = None, *,
+def run(command: Sequence[str], device: "GpuDevice | Machine", scenario: "Scenario | None" = None, *,
         log_level: str = "warning", log_file: str | None = None) -> int:
     """Mount, run ``command`` in its namespace, unmount; COMMAND's exit status."""
     # mkdtemp makes it 0700: no other user reaches the mount, which mirrors every
@@ -236,14 +240,14 @@ def run(command: Sequence[str], device: "PanfrostDevice", scenario: "Scenario | 
         daemon = _start_daemon(mountpoint, device, scenario, log_level, log_file)
         if daemon is None:
             return EXIT_VDRM
-        return _run_command(command, mountpoint, device.platform_device)
+        return _run_command(command, mountpoint, [gpu.platform_device for gpu in as_machine(device).devices])
     finally:
         if daemon is not None:
             _stop_daemon(daemon, mountpoint)
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _start_daemon(mountpoint: str, device: "PanfrostDevice", scenario: "Scenario | None",
+def _start_daemon(mountpoint: str, device: "GpuDevice | Machine", scenario: "Scenario | None",
                   log_level: str, log_file: str | None) -> int | None:
     """Fork the daemon; its pid once the mount is ready, None (after saying why) if not.
 
@@ -293,7 +297,7 @@ def _stop_daemon(pid: int, mountpoint: str) -> None:
         pass
 
 
-def _run_command(command: Sequence[str], mountpoint: str, pdev: str) -> int:
+def _run_command(command: Sequence[str], mountpoint: str, pdevs: Sequence[str]) -> int:
     """Fork COMMAND into its namespace and wait for it; its exit status (or ours)."""
     read_end, write_end = os.pipe()  # close-on-exec: EOF means exec succeeded
     forward = (signal.SIGTERM, signal.SIGHUP)
@@ -304,7 +308,7 @@ def _run_command(command: Sequence[str], mountpoint: str, pdev: str) -> int:
     if pid == 0:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(read_end)
-        _child(command, mountpoint, pdev, write_end)  # never returns
+        _child(command, mountpoint, pdevs, write_end)  # never returns
 
     os.close(write_end)
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGQUIT, *forward)}
@@ -336,12 +340,12 @@ def _forward(pid: int, signum: int) -> None:
         pass
 
 
-def _child(command: Sequence[str], mountpoint: str, pdev: str, report_fd: int) -> None:
+def _child(command: Sequence[str], mountpoint: str, pdevs: Sequence[str], report_fd: int) -> None:
     """In COMMAND's process: the namespace, then exec; failures go to ``report_fd``."""
     kind, message = "setup", ""
     try:
         try:
-            enter_namespace(mountpoint, pdev)
+            enter_namespace(mountpoint, pdevs)
         except (SetupError, OSError) as e:
             raise SetupError(f"cannot set up the namespace for {command[0]}: {e}") from None
         env = {**os.environ, "VDRM_MOUNT": mountpoint}

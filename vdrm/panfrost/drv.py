@@ -39,7 +39,6 @@ from vdrm.kernel.printk import KERN_INFO
 from vdrm.panfrost.gem import MADV_DONTNEED, Mapping, PanfrostBo
 from vdrm.panfrost.job import FDINFO_ENGINES, NUM_JOB_SLOTS, EngineUsage, Scheduler
 from vdrm.panfrost.mmu import AsSlots, Mmu, MmuContext
-from vdrm.panfrost.timeline import Timeline
 
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
@@ -130,7 +129,6 @@ class PanfrostDriver(Driver):
         self.sched = Scheduler(dev.clock, self.slots, self.mmu, profiling=lambda: self.profiling,
                                frequency_hz=lambda slot: self.cur_freq_hz[slot])
         dev.pages.register_shrinker(self.shrink)
-        self.timeline = Timeline(dev, self.sched)
 
     def features(self) -> dict[str, int]:
         values = dict(G52_FEATURES)

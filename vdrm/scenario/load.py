@@ -5,7 +5,8 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
     description = "one game on both engines"
 
     [device]
-    kernel = "6.18"            # fdinfo dialect: 6.6 .. 6.18
+    gpus = ["panfrost"]        # card0/renderD128 first; ["panfrost", "panthor"]: two GPUs
+    kernel = "6.18"            # fdinfo dialect: 6.6 .. 6.18 (every GPU must have it)
     profiling = true
     heap_backing = "sparse"    # or "dense"
     ram = "1G"
@@ -20,7 +21,7 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
 
     [[client]]
     id = "game"                # the scenario's name for the client
-    node = "renderD128"        # or "card0"
+    node = "renderD128"        # or "card0"; "renderD129"/"card1" on the second GPU
     name = "supertuxkart"      # drm-client-name (6.13+), optional
     usage = { fragment = [1846584880, 1424359409] }   # engine [busy ns, cycles] at start
 
@@ -45,7 +46,7 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
 
     [[job]]
     client = "game"
-    engine = "fragment"        # fragment | vertex-tiler | compute-only
+    engine = "fragment"        # the client's GPU's: fragment | vertex-tiler | compute-only (Panfrost)
     at = "0ms"
     duration = "12ms"
     every = "16ms"             # optional: repeat ...
@@ -58,6 +59,10 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
     client = "game"
     engine_skew = { fragment = "-2ms" }     # engine time briefly behind (catches up)
 
+Engine names, BO flags and kernel versions are the drivers' own (``GpuDevice.ENGINES``,
+``BO_FLAGS``, ``KERNEL_VERSIONS``, found through :mod:`vdrm.drivers`); an engine in
+``frequency``/``curfreq`` applies to the GPU that has it.
+
 Every error is a :class:`ScenarioError` whose text is ``FILE:LINE: what is wrong``.
 """
 
@@ -69,15 +74,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vdrm.panfrost.device import KERNEL_VERSIONS
-from vdrm.panfrost.gem import BO_FLAGS, HEAP_BACKINGS, SZ_2M
-from vdrm.panfrost.job import ENGINES
+from vdrm import drivers
+from vdrm.drm.gpu import HEAP_BACKINGS, GpuDevice
 
 PID_BASE = 4194304  # PID_MAX_LIMIT on 64-bit: no real pid is this large
 DEFAULT_FD_FLAGS = 0o2100002  # O_RDWR | O_LARGEFILE (x86-64) | O_CLOEXEC
 DEFAULT_MNT_ID = 27
 SIZE_UNITS = ("auto", "exact", "truncating")
-NODES = {"card0": 0, "renderD128": 128}
+SZ_2M = 2 << 20  # heaps fault in 2 MiB at a time
 EVENT_KINDS = ("engine_skew", "profiling", "curfreq", "close_client", "madvise", "fault")
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?)?\s*$", re.I)
@@ -114,7 +118,8 @@ class ClientSpec:
     name: str | None
     bos: tuple[BoSpec, ...]
     line: int = 0
-    usage: dict[int, tuple[int, int]] = field(default_factory=dict)  # slot -> (ns, cycles) at start
+    usage: dict[str, tuple[int, int]] = field(default_factory=dict)  # engine -> (ns, cycles) at start
+    gpu: int = 0  # the card its node belongs to
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ class ProcessSpec:
 @dataclass(frozen=True)
 class JobSpec:
     client: str
-    engine: int
+    engine: str
     at: int
     duration: int
     every: int
@@ -164,8 +169,19 @@ class DeviceSpec:
     fragmentation: float = 0.3
     as_slots: int = 8
     fdinfo_revision: str = "merged"
-    maxfreq: dict[int, int] = field(default_factory=dict)
-    curfreq: dict[int, int] = field(default_factory=dict)
+    maxfreq: dict[str, int] = field(default_factory=dict)  # engine -> Hz
+    curfreq: dict[str, int] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ("panfrost",)  # drivers, card0 first
+
+    def classes(self) -> list[type[GpuDevice]]:
+        return [drivers.driver(name) for name in self.gpus]
+
+    def nodes(self) -> dict[str, tuple[int, int]]:
+        """Node name -> (minor, card)."""
+        out = {}
+        for card in range(len(self.gpus)):
+            out[f"card{card}"], out[f"renderD{128 + card}"] = (card, card), (128 + card, card)
+        return out
 
 
 @dataclass(frozen=True)
@@ -277,10 +293,12 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _engine(reader: _Reader, key: str, name: str) -> int:
-    if name not in ENGINES:
-        raise reader.fail(key, f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
-    return ENGINES.index(name)
+def _engine(reader: _Reader, key: str, name: str, classes: list[type[GpuDevice]]) -> str:
+    """An engine name of one of ``classes`` (the GPUs it may belong to)."""
+    known = [e for cls in classes for e in cls.ENGINES]
+    if name not in known:
+        raise reader.fail(key, f"unknown engine {name!r} (known: {', '.join(known)})")
+    return name
 
 
 def load(path: str | Path) -> ScenarioSpec:
@@ -312,23 +330,33 @@ def loads(text: str, path: str = "<scenario>") -> ScenarioSpec:
     clock.check_unknown()
     mnt_id = top.get("mnt_id", int, DEFAULT_MNT_ID)
 
-    clients = _clients(path, lines, top.get("client", list, []))
+    clients = _clients(path, lines, top.get("client", list, []), device)
     client_ids = {c.id for c in clients}
     bo_ids = {b.id: (c.id, b) for c in clients for b in c.bos}
     processes = _processes(path, lines, top.get("process", list, []), client_ids)
-    jobs = _jobs(path, lines, top.get("job", list, []), client_ids, bo_ids)
-    events = _events(path, lines, top.get("event", list, []), client_ids, bo_ids)
+    gpu_of = {c.id: device.classes()[c.gpu] for c in clients}
+    jobs = _jobs(path, lines, top.get("job", list, []), client_ids, bo_ids, gpu_of)
+    events = _events(path, lines, top.get("event", list, []), client_ids, bo_ids, gpu_of, device.classes())
     top.check_unknown()
     return ScenarioSpec(path, description, device, clock_start, mnt_id, clients, processes, jobs, events)
 
 
 def _device(r: _Reader) -> DeviceSpec:
+    gpus = r.get("gpus", list, ["panfrost"])
+    if not gpus or not all(isinstance(g, str) and g in drivers.DRIVERS for g in gpus):
+        raise r.fail("gpus", f"gpus is a non-empty list of drivers from {', '.join(drivers.DRIVERS)}, "
+                             f"card0 first, not {gpus!r}")
+    if len(set(gpus)) != len(gpus):
+        raise r.fail("gpus", "each driver drives one GPU here (two GPUs of one driver would share a "
+                             "platform device)")
+    classes = [drivers.driver(g) for g in gpus]
     kernel_text = r.get("kernel", str, "6.18")
     m = re.match(r"^(\d+)\.(\d+)$", kernel_text)
     kernel = (int(m[1]), int(m[2])) if m else None
-    if kernel not in KERNEL_VERSIONS:
-        known = ", ".join(f"{a}.{b}" for a, b in KERNEL_VERSIONS)
-        raise r.fail("kernel", f"kernel {kernel_text!r} is not emulated (known: {known})")
+    for cls in classes:
+        if kernel not in cls.KERNEL_VERSIONS:
+            known = ", ".join(f"{a}.{b}" for a, b in cls.KERNEL_VERSIONS)
+            raise r.fail("kernel", f"kernel {kernel_text!r} is not emulated for {cls.DRIVER} (known: {known})")
     backing = r.get("heap_backing", str, "sparse")
     if backing not in HEAP_BACKINGS:
         raise r.fail("heap_backing", f"heap_backing must be sparse or dense, not {backing!r}")
@@ -348,7 +376,7 @@ def _device(r: _Reader) -> DeviceSpec:
         for engine, hz in table.items():
             if not isinstance(hz, int) or isinstance(hz, bool) or hz <= 0:
                 raise r.fail(key, f"{key}.{engine} must be a positive number of Hz")
-            parsed[_engine(r, key, engine)] = hz
+            parsed[_engine(r, key, engine, classes)] = hz
         freqs[key] = parsed
     revision = r.get("fdinfo_revision", str, "merged")
     if revision not in ("merged", "docs"):
@@ -357,14 +385,16 @@ def _device(r: _Reader) -> DeviceSpec:
                       fdinfo_revision=revision,
                       ram_size=r.size("ram", 1 << 30), first_client_id=first_id, size_units=units,
                       seed=r.get("seed", int, 0), fragmentation=float(frag),
-                      as_slots=r.get("as_slots", int, 8), maxfreq=freqs["frequency"], curfreq=freqs["curfreq"])
+                      as_slots=r.get("as_slots", int, 8), maxfreq=freqs["frequency"], curfreq=freqs["curfreq"],
+                      gpus=tuple(gpus))
     if spec.ram_size < (16 << 20):
         raise r.fail("ram", "ram must be at least 16M")
     r.check_unknown()
     return spec
 
 
-def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ...]:
+def _clients(path: str, lines: _Lines, items: list[Any], device: DeviceSpec) -> tuple[ClientSpec, ...]:
+    nodes = device.nodes()
     headers = lines.headers("client")
     bo_headers = lines.headers("client.bo")
     out: list[ClientSpec] = []
@@ -376,8 +406,10 @@ def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ..
         if any(c.id == cid for c in out):
             raise r.fail("id", f"client id {cid!r} is used twice")
         node = r.get("node", str, "renderD128")
-        if node not in NODES:
-            raise r.fail("node", f"node must be card0 or renderD128, not {node!r}")
+        if node not in nodes:
+            raise r.fail("node", f"node must be one of {', '.join(sorted(nodes))}, not {node!r}")
+        minor, card = nodes[node]
+        gpu = device.classes()[card]
         name = r.get("name", str, None)
         end = headers[i + 1] if i + 1 < len(headers) else None
         my_bo_lines = [b for b in bo_headers if (line or 0) < b and (end is None or b < end)]
@@ -385,7 +417,7 @@ def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ..
         for j, bo_item in enumerate(r.get("bo", list, [])):
             br = _Reader(path, lines, bo_item, f"client {cid!r} bo #{j + 1}",
                          my_bo_lines[j] if j < len(my_bo_lines) else line)
-            bo = _bo(br)
+            bo = _bo(br, gpu)
             if bo.id in seen_bos:
                 raise br.fail("id", f"BO id {bo.id!r} is used twice (BO ids are scenario-wide)")
             seen_bos.add(bo.id)
@@ -395,9 +427,9 @@ def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ..
             if (not isinstance(value, list) or len(value) != 2
                     or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
                 raise r.fail("usage", f"usage.{engine} is [busy_ns, cycles], two non-negative integers")
-            usage[_engine(r, "usage", engine)] = (value[0], value[1])
+            usage[_engine(r, "usage", engine, [gpu])] = (value[0], value[1])
         r.check_unknown()
-        out.append(ClientSpec(cid, NODES[node], name, tuple(bos), line or 0, usage))
+        out.append(ClientSpec(cid, minor, name, tuple(bos), line or 0, usage, card))
     ids = {c.id for c in out}
     for c in out:
         for bo in c.bos:
@@ -408,18 +440,19 @@ def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ..
     return tuple(out)
 
 
-def _bo(r: _Reader) -> BoSpec:
+def _bo(r: _Reader, gpu: type[GpuDevice]) -> BoSpec:
     bid = r.get("id", str, required=True)
     size = r.size("size")
     if size == 0:
         raise r.fail("size", "size must be non-zero")
     flags = 0
+    bo_flags = gpu.BO_FLAGS
     for name in r.get("flags", list, []):
-        if name not in BO_FLAGS or name == "WB_MMAP":
-            raise r.fail("flags", f"unknown BO flag {name!r} (known: NOEXEC, HEAP)")
-        flags |= BO_FLAGS[name]
-    heap = flags & BO_FLAGS["HEAP"]
-    if heap and not flags & BO_FLAGS["NOEXEC"]:
+        if name not in bo_flags:
+            raise r.fail("flags", f"unknown {gpu.DRIVER} BO flag {name!r} (known: {', '.join(bo_flags)})")
+        flags |= bo_flags[name]
+    heap = flags & bo_flags[gpu.HEAP_FLAG] if gpu.HEAP_FLAG else 0
+    if heap and not flags & bo_flags["NOEXEC"]:
         raise r.fail("flags", "a HEAP BO needs NOEXEC too (heaps are never executable)")
     resident = r.size("resident", 0)
     if resident and not heap:
@@ -500,7 +533,8 @@ def _address(r: _Reader, key: str, text: Any, bos: dict[str, Any]) -> tuple[str,
     return (name.strip(), off)
 
 
-def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any]) -> tuple[JobSpec, ...]:
+def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any],
+          gpu_of: dict[str, type[GpuDevice]]) -> tuple[JobSpec, ...]:
     headers = lines.headers("job")
     out = []
     for i, item in enumerate(items):
@@ -508,7 +542,8 @@ def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: di
         client = r.get("client", str, required=True)
         if client not in clients:
             raise r.fail("client", f"client {client!r} is not defined")
-        engine = _engine(r, "engine", r.get("engine", str, "vertex-tiler"))
+        gpu = gpu_of[client]
+        engine = _engine(r, "engine", r.get("engine", str, gpu.DEFAULT_ENGINE), [gpu])
         at = r.duration("at", 0)
         duration = r.duration("duration")
         every = r.duration("every", 0)
@@ -529,7 +564,8 @@ def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: di
     return tuple(out)
 
 
-def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any]) -> tuple[EventSpec, ...]:
+def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any],
+            gpu_of: dict[str, type[GpuDevice]], classes: list[type[GpuDevice]]) -> tuple[EventSpec, ...]:
     headers = lines.headers("event")
     out = []
     for i, item in enumerate(items):
@@ -545,7 +581,7 @@ def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: 
         if kind in ("engine_skew", "close_client", "madvise", "fault") and client is None:
             raise r.fail(kind, f"{kind} needs a client")
         if kind == "engine_skew":
-            value = {_engine(r, kind, e): _duration(r, kind, d, True)
+            value = {_engine(r, kind, e, [gpu_of[client]]): _duration(r, kind, d, True)
                      for e, d in r.get(kind, dict).items()}
         elif kind == "profiling":
             value = r.get(kind, bool)
@@ -554,7 +590,7 @@ def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: 
             for e, hz in r.get(kind, dict).items():
                 if not isinstance(hz, int) or isinstance(hz, bool) or hz <= 0:
                     raise r.fail(kind, f"curfreq.{e} must be a positive number of Hz")
-                value[_engine(r, kind, e)] = hz
+                value[_engine(r, kind, e, [gpu_of[client]] if client else classes)] = hz
         elif kind == "close_client":
             value = r.get(kind, bool)
         elif kind == "madvise":
