@@ -182,6 +182,65 @@ def cmd_check(argv: list[str]) -> int:
     return check.main(argv)
 
 
+# -- record, replay -----------------------------------------------------------------------
+
+
+@_subcommand("record", "record this machine's DRM clients and nodes into a trace (read-only)")
+def cmd_record(argv: list[str]) -> int:
+    from vdrm import record
+
+    return record.main(argv)
+
+
+REPLAY_HELP = """\
+usage: vdrm replay TRACE MOUNTPOINT [--daemon] [--log-level L] [--log-file F]
+       vdrm replay TRACE [--log-level L] -- COMMAND [ARGS...]
+
+Mount a trace written by 'vdrm record': the recorded DRM clients (their fdinfo, stat,
+status, comm, cmdline, shared fds) and DRM nodes (names, minors, device name, uevent,
+PCI ids, profiling), byte for byte. The first sample shows at mount; each step of the
+virtual clock (echo 1s > sys/kernel/debug/dri/<minor>/vdrm-clock), whatever its length,
+shows the next. vdrm-clients/<id>/truth.json, 'vdrm truth' and 'vdrm check' work as for
+the emulated GPUs: utilisation is over the recorded interval between the two samples.
+
+With '-- COMMAND' it runs COMMAND as 'vdrm run' does, with /proc, /dev/dri,
+/sys/class/drm and /sys/kernel/debug showing the recording.
+
+Bundled traces (fixtures/traces, by name): {traces}
+
+exit status: as 'vdrm mount' (0, 1 mount failed, 2 bad options or trace) and, with a
+COMMAND, as 'vdrm run' (COMMAND's status, 125 vdrm failed, 126, 127).
+"""
+
+
+@_subcommand("replay", "mount a recorded trace, or run a command under it")
+def cmd_replay(argv: list[str]) -> int:
+    from vdrm import replay
+    from vdrm.fs import daemon, runner
+
+    from vdrm.scenario import bundled
+
+    traces = ", ".join(t.name for t in bundled.bundled_traces()) or "none"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(REPLAY_HELP.format(traces=traces), end="")
+        return EXIT_OK if argv else EXIT_USAGE
+    trace, rest = bundled.resolve_trace(argv[0]), argv[1:]
+    running = "--" in rest
+    try:
+        played = replay.load(trace)
+    except replay.TraceError as e:
+        _say(f"bad trace, nothing mounted: {e}")
+        return runner.EXIT_VDRM if running else EXIT_USAGE
+
+    def build(args: argparse.Namespace):
+        if args.scenario is not None:
+            raise replay.TraceError("a replay serves its trace: --scenario does not apply")
+        return played.machine, played
+
+    prog = f"vdrm replay {argv[0]}"
+    return daemon.main(["--run", *rest] if running else rest, prog=prog, build=build)
+
+
 # -- the command ----------------------------------------------------------------------------
 
 

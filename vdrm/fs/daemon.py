@@ -372,17 +372,23 @@ def _teller(log_file: str | None) -> Callable[[str], None]:
     return say
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "mount.py") -> int:
+Build = Callable[[argparse.Namespace], "tuple[Machine, Scenario | None]"]
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "mount.py", build: Build | None = None) -> int:
+    """``mount.py``; ``prog`` names it in messages, ``build`` replaces :func:`make_device`
+    (``vdrm replay`` serves a trace through the same options and lifecycle)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    build = build or make_device
     if "--run" in argv[:argv.index("--") if "--" in argv else len(argv)]:
-        return _main_run(argv, prog)
+        return _main_run(argv, prog, build)
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.run or args.mountpoint is None:
         parser.error("a MOUNTPOINT is needed (or --run [options] -- COMMAND)")
     args.log_level = args.log_level or "info"
     try:
-        device, scenario = make_device(args)
+        device, scenario = build(args)
     except ScenarioError as e:
         print(f"vdrm: bad scenario, nothing mounted: {e}", file=sys.stderr)
         return 2
@@ -411,7 +417,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mount.py") -> int:
     return 0
 
 
-def _main_run(argv: list[str], prog: str = "mount.py") -> int:
+def _main_run(argv: list[str], prog: str = "mount.py", build: Build | None = None) -> int:
     """``--run [options] -- COMMAND ARGS...``: every failure of vdrm's own is status 125."""
     from vdrm.fs import runner
 
@@ -430,7 +436,7 @@ def _main_run(argv: list[str], prog: str = "mount.py") -> int:
         print(f"vdrm: --run needs a command: {prog} --run [options] -- COMMAND ARGS...", file=sys.stderr)
         return runner.EXIT_VDRM
     try:
-        device, scenario = make_device(args)
+        device, scenario = (build or make_device)(args)
     except ScenarioError as e:
         print(f"vdrm: bad scenario, nothing mounted: {e}", file=sys.stderr)
         return runner.EXIT_VDRM

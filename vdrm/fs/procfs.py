@@ -291,7 +291,8 @@ class ScenarioProcessTable:
 
     def pids(self) -> list[int]:
         emulated = [pid for pid, proc in self.scenario.processes.items() if proc.fds]
-        return self.real.pids() + sorted(emulated)
+        # an emulated pid hides a real one of the same number (a replayed trace's pids)
+        return [p for p in self.real.pids() if p not in self.scenario.processes] + sorted(emulated)
 
     def has(self, pid: int) -> bool:
         proc = self._emulated(pid)

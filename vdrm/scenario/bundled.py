@@ -17,7 +17,10 @@ from pathlib import Path
 
 _PACKAGED = Path(__file__).resolve().parent / "fixtures"
 _CHECKOUT = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
+_PACKAGED_TRACES = Path(__file__).resolve().parent / "traces"
+_CHECKOUT_TRACES = Path(__file__).resolve().parents[2] / "fixtures" / "traces"
 SUFFIX = ".toml"
+TRACE_SUFFIX = ".json"
 
 
 @dataclass(frozen=True)
@@ -29,33 +32,55 @@ class Bundled:
     summary: str
 
 
-def directories() -> list[Path]:
-    """Where bundled scenarios are looked for, first match wins."""
-    return [d for d in (_PACKAGED, _CHECKOUT) if d.is_dir()]
+def directories(traces: bool = False) -> list[Path]:
+    """Where bundled scenarios (or traces) are looked for, first match wins."""
+    candidates = (_PACKAGED_TRACES, _CHECKOUT_TRACES) if traces else (_PACKAGED, _CHECKOUT)
+    return [d for d in candidates if d.is_dir()]
 
 
-def resolve(name: str) -> str:
+def resolve(name: str, *, traces: bool = False) -> str:
     """The file a ``--scenario`` value means: as given if it exists or has a directory
     part, else the bundled scenario of that name (``.toml`` optional); unchanged if there
     is none (the loader then reports the missing file)."""
+    suffix = TRACE_SUFFIX if traces else SUFFIX
     if os.path.exists(name) or os.sep in name:
         return name
-    stem = name[:-len(SUFFIX)] if name.endswith(SUFFIX) else name
-    for directory in directories():
-        path = directory / (stem + SUFFIX)
+    stem = name[:-len(suffix)] if name.endswith(suffix) else name
+    for directory in directories(traces):
+        path = directory / (stem + suffix)
         if path.is_file():
             return str(path)
     return name
 
 
-def bundled() -> list[Bundled]:
-    """Every bundled scenario, sorted by name (a packaged copy hides the checkout's)."""
+def resolve_trace(name: str) -> str:
+    """The file a ``vdrm replay TRACE`` argument means (bundled traces by name)."""
+    return resolve(name, traces=True)
+
+
+def bundled(traces: bool = False) -> list[Bundled]:
+    """Every bundled scenario (or trace), sorted by name (a packaged copy hides the checkout's)."""
     found: dict[str, Bundled] = {}
-    for directory in directories():
-        for path in sorted(directory.glob("*" + SUFFIX)):
+    suffix = TRACE_SUFFIX if traces else SUFFIX
+    for directory in directories(traces):
+        for path in sorted(directory.glob("*" + suffix)):
             if path.stem not in found:
-                found[path.stem] = Bundled(path.stem, path, _summary(path))
+                found[path.stem] = Bundled(path.stem, path, _trace_summary(path) if traces else _summary(path))
     return [found[name] for name in sorted(found)]
+
+
+def bundled_traces() -> list[Bundled]:
+    return bundled(traces=True)
+
+
+def _trace_summary(path: Path) -> str:
+    import json
+
+    try:
+        with open(path) as f:
+            return str(json.load(f).get("description", "")).split("\n")[0]
+    except (OSError, ValueError) as e:
+        return f"(unreadable: {e})"
 
 
 def _summary(path: Path) -> str:
