@@ -80,8 +80,11 @@ def cmd_scenarios(argv: list[str]) -> int:
         description="List the bundled scenarios: name and the first sentence of its description. "
                     "Give the name to --scenario (vdrm run --scenario busy-game -- ...).")
     parser.add_argument("--paths", action="store_true", help="print each scenario's file instead of its summary")
+    parser.add_argument("--traces", action="store_true",
+                        help="list the bundled traces instead (vdrm replay NAME): one per driver, from the "
+                             "kernel's fdinfo examples")
     args = parser.parse_args(argv)
-    scenarios = bundled.bundled()
+    scenarios = bundled.bundled(traces=args.traces)
     width = max((len(s.name) for s in scenarios), default=0)
     for s in scenarios:
         print(f"{s.name:<{width}}  {s.path if args.paths else s.summary}")

@@ -16,7 +16,7 @@ def test_help_everywhere_exits_0() -> None:
     """``--help`` works for the command and every subcommand, with status 0."""
     top = vdrm("--help")
     assert top.returncode == 0 and "subcommands" in top.stdout
-    for sub in ("mount", "run", "scenarios", "truth", "check"):
+    for sub in ("mount", "run", "scenarios", "truth", "check", "record", "replay"):
         result = vdrm(sub, "--help")
         assert result.returncode == 0, (sub, result.stderr)
         assert f"vdrm {sub}" in result.stdout, sub
@@ -42,6 +42,8 @@ def test_scenarios_lists_every_bundled_scenario_on_one_line() -> None:
     names = sorted(p.stem for p in (ROOT / "fixtures" / "scenarios").glob("*.toml"))
     assert [line.split()[0] for line in lines] == names
     assert any(line.startswith("busy-game ") and "60 fps" in line for line in lines)
+    traces = [line.split()[0] for line in vdrm("scenarios", "--traces").stdout.splitlines()]
+    assert traces == ["amdgpu", "i915", "msm", "panthor", "v3d", "xe"]
     paths = vdrm("scenarios", "--paths").stdout.splitlines()
     assert all(os.path.isfile(line.split()[1]) for line in paths)
 

@@ -12,7 +12,8 @@ that running it under ``mount.py --run`` checks what those tools need from vdrm:
 - ``fdinfo/<n>`` is read with **one read of at most 4095 bytes** (igt), then parsed:
   ``drm-driver``, ``drm-client-id`` (kept whole: no u32 truncation), ``drm-client-name``,
   ``drm-pdev``, ``drm-engine-<e>`` (`` ns``; ``drm-engine-capacity-<e>`` first),
-  ``drm-cycles-<e>``, ``drm-{max,cur}freq-<e>`` (`` Hz``), and
+  ``drm-cycles-<e>``, ``drm-total-cycles-<e>`` (xe: utilisation is then Δcycles over
+  Δtotal-cycles), ``drm-{max,cur}freq-<e>`` (`` Hz``), and
   ``drm-{total,shared,resident,purgeable,active}-<region>`` with ``KiB``/``MiB``/``GiB``
   scaled and anything else as bytes; a file without ``drm-driver`` and ``drm-client-id``
   is ignored;
@@ -106,6 +107,8 @@ def parse_fdinfo(text: str) -> dict | None:
                     client["engines"].setdefault(key[11:], {})["busy_ns"] = int(value[:-3])
             elif key.startswith("drm-cycles-"):
                 client["engines"].setdefault(key[11:], {})["cycles"] = int(value)
+            elif key.startswith("drm-total-cycles-"):
+                client["engines"].setdefault(key[17:], {})["total_cycles"] = int(value)
             elif key.startswith(("drm-maxfreq-", "drm-curfreq-")) and value.endswith(" Hz"):
                 client["engines"].setdefault(key[12:], {})[key[4:11] + "_hz"] = int(value[:-3])
             elif m := MEMORY_KEY.fullmatch(key):
@@ -186,6 +189,12 @@ def utilisation(before: dict, after: dict, interval_ns: int) -> dict:
             delta = max(0, now["busy_ns"] - prev)  # time going backwards: keep the larger value
             row["delta_ns"] = delta
             row["utilisation"] = delta / interval_ns / now.get("capacity", 1)
+        elif "total_cycles" in now and "cycles" in now:  # xe: busy cycles over the GPU timestamp
+            then = before["engines"].get(engine, {})
+            total = now["total_cycles"] - then.get("total_cycles", now["total_cycles"])
+            if total > 0:
+                busy = max(0, now["cycles"] - then.get("cycles", now["cycles"]))
+                row["utilisation"] = busy / total / now.get("capacity", 1)
         result["engines"][engine] = row
     return result
 

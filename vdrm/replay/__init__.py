@@ -6,7 +6,7 @@ sysfs identity. :func:`load` builds from it a :class:`~vdrm.drm.gpu.Machine` of
 :class:`ReplayDevice` GPUs (one per recorded device, with the recorded nodes, minors,
 device name, ``uevent`` and attributes) and a :class:`Replay`, which plays the samples:
 the first is shown at mount time and each step of the virtual clock, whatever its length,
-shows the next (the last one stays). There is no emulation behind it, so any driver's
+shows the next (the last one stays, and then reads as idle over each further step). There is no emulation behind it, so any driver's
 text plays back: amdgpu, i915, xe, msm, v3d, panfrost, panthor or one vdrm has never seen.
 
 The FUSE side is unchanged: a :class:`Replay` looks to it like a scenario (its
@@ -292,6 +292,7 @@ class Replay:
         self.clients: dict[tuple[int, int], DrmFile] = {}
         self._armed = False
         self._applying = False
+        self.steps = 0
         recorded_ids = [c["drm-client-id"] for s in self.samples for c in s["clients"]]
         config = DeviceConfig(clock="virtual")
         services = Services(config)
@@ -311,6 +312,7 @@ class Replay:
         if self._armed and not self._applying:
             self._armed = False
             self.previous = self.index
+            self.steps += 1
             self._apply(min(self.index + 1, len(self.samples) - 1))
 
     def _apply(self, index: int) -> None:
@@ -378,7 +380,9 @@ class Replay:
         before_text = self._client_text(self.samples[self.previous], key)
         now, before = parse_fdinfo(now_text), parse_fdinfo(before_text if before_text is not None else now_text)
         interval = self.samples[self.index]["t_ns"] - self.samples[self.previous]["t_ns"]
-        stepped = self.index != self.previous
+        stepped = self.steps > 0
+        if stepped and interval <= 0:  # past the last sample: nothing moves, over the clock's step
+            interval = self.machine.timeline.last_step.step_ns
         engines = {}
         for name, row in now["engines"].items():
             prev = before["engines"].get(name, {})
