@@ -28,7 +28,9 @@ import errno
 import logging
 import os
 import re
+import shutil
 import signal
+import stat
 import sys
 from typing import Callable, Sequence
 
@@ -288,6 +290,55 @@ def recover_stale(mountpoint: str, say: Callable[[str], None]) -> bool:
 # -- serving -----------------------------------------------------------------------------
 
 
+FUSE_DEVICE = "/dev/fuse"
+_USERNS_KNOBS = (("/proc/sys/user/max_user_namespaces", "0", "user.max_user_namespaces is 0"),
+                 ("/proc/sys/kernel/unprivileged_userns_clone", "0", "kernel.unprivileged_userns_clone is 0"),
+                 ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1",
+                  "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)"))
+
+
+def fuse_problem(*, namespaces: bool = False, device: str = FUSE_DEVICE) -> str | None:
+    """What keeps this user from mounting (and, with ``namespaces``, from running a command
+    in a user namespace), as one sentence saying what is missing; None if nothing."""
+    containers = "in a container: docker/podman run --device /dev/fuse --cap-add SYS_ADMIN"
+    if not os.path.exists(device):
+        return f"there is no {device} (modprobe fuse; {containers})"
+    if os.getuid() == 0:
+        return None
+    if not os.access(device, os.R_OK | os.W_OK):
+        st = os.stat(device)
+        return (f"{device} is not usable by uid {os.getuid()} (mode {st.st_mode & 0o777:04o}, owner uid "
+                f"{st.st_uid}): a normal user mounts only where it is 0666, as Debian and Ubuntu ship it "
+                "(chmod 0666 /dev/fuse), or run as root")
+    fusermount = shutil.which("fusermount3")
+    if fusermount is None or not os.stat(fusermount).st_mode & stat.S_ISUID:
+        return "a normal user mounts through the setuid fusermount3 (Debian package fuse3), which is missing here"
+    if namespaces:
+        for path, bad, why in _USERNS_KNOBS:
+            try:
+                with open(path) as f:
+                    if f.read().strip() == bad:
+                        return f"'--run' as a normal user needs user namespaces, and {why}; run as root"
+            except OSError:
+                continue
+    return None
+
+
+def mount_options(uid: int | None = None, fuse_conf: str = "/etc/fuse.conf") -> frozenset[str]:
+    """The FUSE options a user's mount gets: :data:`MOUNT_OPTIONS`, except that a normal
+    user mounts through the setuid ``fusermount3``, which allows ``allow_other`` only with
+    ``user_allow_other`` in ``/etc/fuse.conf`` (without it only that user sees the mount)."""
+    if (os.getuid() if uid is None else uid) == 0:
+        return MOUNT_OPTIONS
+    try:
+        with open(fuse_conf) as f:
+            allowed = any(line.split("#")[0].strip() == "user_allow_other" for line in f)
+    except OSError:
+        allowed = False
+    return MOUNT_OPTIONS if allowed else MOUNT_OPTIONS - {"allow_other"}
+
+
+
 def serve(mountpoint: str, device: GpuDevice | Machine, ready: Callable[[], None] = lambda: None,
           scenario: Scenario | None = None, *, all_pids: bool = False,
           options: frozenset[str] = MOUNT_OPTIONS) -> None:
@@ -297,11 +348,12 @@ def serve(mountpoint: str, device: GpuDevice | Machine, ready: Callable[[], None
     """
     procfs: ProcessTable | ScenarioProcessTable
     procfs = ProcessTable(lambda ino: tree.is_open_ino(ino), mountpoint=mountpoint, all_pids=all_pids)
+    # A normal user's mount (and the unprivileged runner's) must let that user enter the
+    # emulated processes' fd/ and write vdrm-clock: the tree's own files are then theirs.
+    owner = (os.getuid(), os.getgid()) if os.getuid() != 0 else None
     if scenario is not None:
-        # An unprivileged runner's user must be able to enter the emulated processes' fd/.
-        owner = (os.getuid(), os.getgid()) if all_pids and os.getuid() != 0 else None
         procfs = ScenarioProcessTable(procfs, scenario, owner=owner)
-    tree = Tree(device, procfs, all_pids=all_pids)
+    tree = Tree(device, procfs, all_pids=all_pids, owner=owner or (0, 0))
     ops = Operations(tree)
     try:
         pyfuse3.init(ops, mountpoint, set(options))
@@ -387,6 +439,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "mount.py", build: Build
     if args.run or args.mountpoint is None:
         parser.error("a MOUNTPOINT is needed (or --run [options] -- COMMAND)")
     args.log_level = args.log_level or "info"
+    problem = fuse_problem()
+    if problem:
+        print(f"vdrm: cannot mount: {problem}", file=sys.stderr)
+        return 1
     try:
         device, scenario = build(args)
     except ScenarioError as e:
@@ -410,7 +466,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mount.py", build: Build
     if args.daemon:
         return _daemonize(mountpoint, device, args, scenario)
     try:
-        serve(mountpoint, device, scenario=scenario)
+        serve(mountpoint, device, scenario=scenario, options=mount_options())
     except MountError as e:
         print(f"vdrm: {e}", file=sys.stderr)
         return 1
@@ -434,6 +490,10 @@ def _main_run(argv: list[str], prog: str = "mount.py", build: Build | None = Non
         return runner.EXIT_VDRM
     if not command:
         print(f"vdrm: --run needs a command: {prog} --run [options] -- COMMAND ARGS...", file=sys.stderr)
+        return runner.EXIT_VDRM
+    problem = fuse_problem(namespaces=True)
+    if problem:
+        print(f"vdrm: cannot run {command[0]}: {problem}", file=sys.stderr)
         return runner.EXIT_VDRM
     try:
         device, scenario = (build or make_device)(args)
@@ -506,7 +566,7 @@ def _daemonize(mountpoint: str, device: Machine, args: argparse.Namespace,
 
     def run(ready: Callable[[], None]) -> None:
         _setup_logging(args.log_level, args.log_file, quiet=True)
-        serve(mountpoint, device, ready, scenario)
+        serve(mountpoint, device, ready, scenario, options=mount_options())
 
     pid, why = fork_daemon(run)
     if pid is None:

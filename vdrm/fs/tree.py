@@ -624,10 +624,13 @@ class Tree:
     """The mounted tree over one device and the host's processes."""
 
     def __init__(self, device: "GpuDevice | Machine", procfs: "ProcessTable", *,
-                 static_timeout: float = STATIC_TIMEOUT, all_pids: bool = False):
+                 static_timeout: float = STATIC_TIMEOUT, all_pids: bool = False,
+                 owner: tuple[int, int] = (0, 0)):
         """``device``: one GPU or a machine of several. ``all_pids``: serve the rows marked
         so (the namespace runner's tree); ``procfs`` should then list every real process
-        (``ProcessTable(all_pids=True)``)."""
+        (``ProcessTable(all_pids=True)``). ``owner``: uid and gid of every file outside
+        ``proc/<pid>`` (an unprivileged mount's user, so its ``vdrm-clock`` is writable)."""
+        self.owner = owner
         self.machine = as_machine(device)
         self.device = self.machine  # what the tree's callers reach: clock, log, open, release
         self.procfs = procfs
@@ -777,7 +780,7 @@ class Tree:
     def stat(self, inode: Inode, ref: "FdRef | None" = None) -> Stat:
         row, kind = inode.pattern.row, inode.kind
         a = inode.args
-        uid = gid = 0
+        uid, gid = self.owner
         if "pid" in a:
             try:
                 uid, gid = self.procfs.owner(a["pid"])
