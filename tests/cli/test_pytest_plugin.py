@@ -60,3 +60,19 @@ def test_halved_utilisation_is_caught(vdrm):
     result = run_suite(suite, "-k", "halved")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 failed" in result.stdout and "0.3245 == 0.649" in result.stdout
+
+
+@needs_fuse
+def test_the_readme_example_test_file_passes(tmp_path: Path) -> None:
+    """The complete test file in the README's "The pytest plugin" section runs green as it stands."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The pytest plugin", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n")
+    (suite / "conftest.py").write_text(f"import sys\nsys.path.insert(0, {str(ROOT / 'tests' / 'tools')!r})\n")
+    (suite / "test_readme_example.py").write_text(example)
+    result = run_suite(suite)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
