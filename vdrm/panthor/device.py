@@ -59,7 +59,8 @@ class PanthorDevice(GpuDevice):
     def __init__(self, config: DeviceConfig = DeviceConfig(kernel=(6, 18)), *, services: Services | None = None,
                  index: int = 0):
         driver = PanthorDriver(kernel=config.kernel, heap_backing=config.heap_backing,
-                               platform_device=PLATFORM_DEVICE, profiling=int(config.profiling),
+                               platform_device=PLATFORM_DEVICE,
+                               profiling=PROFILING_ALL if config.profiling is True else int(config.profiling),
                                size_units=config.size_units)
         super().__init__(config, driver, PANTHOR_IOCTLS, services=services, index=index)
         self._scenario: dict[int, tuple[int, int, int]] = {}  # client id -> (vm, group, next va)
@@ -108,10 +109,12 @@ class PanthorDevice(GpuDevice):
     def _debugfs_vm(self) -> str:
         out = []
         for cid, file in self.drm.files.items():
+            handles = {id(obj): h for h, obj in file.handles.items()}
             for vm in file.driver_priv.vms.values():
                 out.append(f"client {cid} vm {vm.id} state {vm.state} user_va_range 0x{vm.user_va_range:x}\n")
                 for m in vm.mappings:
-                    out.append(f"  0x{m.va:016x}-0x{m.end:016x} bo {id(m.bo) & 0xffff:04x} off 0x{m.bo_offset:x}\n")
+                    handle = handles.get(id(m.bo), 0)  # 0: the handle is closed, the mapping lives on
+                    out.append(f"  0x{m.va:016x}-0x{m.end:016x} handle {handle} offset 0x{m.bo_offset:x}\n")
         return "".join(out)
 
     # -- ground truth -------------------------------------------------------------------
