@@ -382,7 +382,8 @@ def drm_ioctl(file: "DrmFile", cmd: int, argp: int, mem: UserMemory) -> int:
     """
     if ioc_type(cmd) != DRM_IOCTL_BASE:
         return -_errno.ENOTTY
-    ioctl = file.dev.ioctls.lookup_nr(ioc_nr(cmd)) if file.dev.ioctls is not None else None
+    table = file.dev.ioctls if file.dev.ioctls is not None else core_table()
+    ioctl = table.lookup_nr(ioc_nr(cmd))
     if ioctl is None or ioctl.number is None or not available(file, ioctl):
         return -_errno.EINVAL
     drv_size = ioctl.number.size
@@ -623,3 +624,12 @@ CORE_IOCTLS: tuple[Ioctl, ...] = (
           number=DRM_IOWR(0x2e, DRM_PRIME_HANDLE), flags=DRM_RENDER_ALLOW),
 )
 """The DRM core's ioctls, as ``drm_ioctls[]`` declares them (6.13+ for SET_CLIENT_NAME)."""
+
+_CORE_TABLE: list[IoctlTable] = []
+
+
+def core_table() -> IoctlTable:
+    """The core ioctls alone: what a device without a driver table answers."""
+    if not _CORE_TABLE:
+        _CORE_TABLE.append(build_table(CORE_IOCTLS))
+    return _CORE_TABLE[0]
