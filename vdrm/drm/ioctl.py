@@ -33,9 +33,11 @@ of their name (or ``Field.result``); output string buffers (VERSION) take a stri
 * the copy-out happens whether the handler succeeded or not, and a failed copy-out makes
   the result EFAULT even though the handler's work stands (a BO created whose handle could
   not be returned stays in the file until it closes, as in the kernel);
-* a bad struct pointer is EFAULT before anything runs. vdrm reads the pointers *inside*
-  a struct (``bo_handles``, ``label``) before the handler runs, so a request that is both
-  invalid and faulting answers EFAULT where the kernel might answer EINVAL first.
+* a number the release lacks is EINVAL before anything is read; a bad struct pointer is
+  EFAULT before the flags are checked; a refused call (EACCES) never reads the pointers
+  *inside* the struct. Those (``bo_handles``, ``label``) are read after the checks but
+  before the handler's own, so a request both invalid and faulting answers EFAULT where
+  the kernel's handler might answer EINVAL first.
 
 Differences from the kernel, on purpose: core ioctls vdrm does not declare (legacy, mode
 setting, SYNCOBJ) answer EINVAL as a hole in the table would; PRIME_HANDLE_TO_FD /
@@ -48,6 +50,7 @@ from __future__ import annotations
 import errno as _errno
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from vdrm.drm import auth, gem, grammar
@@ -142,10 +145,22 @@ class Ioctl:
 
 @dataclass(frozen=True)
 class Request:
-    """A decoded request, text or binary: the ioctl and its arguments, every one present."""
+    """A decoded request, text or binary: the ioctl and its arguments, every one present.
+
+    A binary request's user-pointer arguments are :class:`UserRead` s until
+    :func:`dispatch` has admitted the call: the kernel copies them in from the handler,
+    after ``drm_ioctl_permit``, so a refused call never touches them.
+    """
 
     ioctl: Ioctl
     args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UserRead:
+    """An argument still in user memory: ``read()`` copies it in (BadAddress: EFAULT)."""
+
+    read: Callable[[], Any]
 
 
 # -- the one dispatch -------------------------------------------------------------------
@@ -189,7 +204,8 @@ def dispatch(file: "DrmFile", request: Request) -> dict[str, Any]:
         raise InvalidArgument(f"{ioctl.name} does not exist in this kernel release "
                               f"(it arrives with {ioctl.since})")
     permit(ioctl.flags, file)
-    return ioctl.handler(file, **request.args)
+    args = {k: v.read() if isinstance(v, UserRead) else v for k, v in request.args.items()}
+    return ioctl.handler(file, **args)
 
 
 # -- the table ----------------------------------------------------------------------------
@@ -332,8 +348,8 @@ def build_table(*ioctl_groups: Iterable[Ioctl]) -> IoctlTable:
 def decode(ioctl: Ioctl, kdata: bytes, mem: UserMemory) -> tuple[Request, dict[str, int]]:
     """The :class:`Request` a binary struct carries, and its raw field values.
 
-    Pointer fields are read from ``mem`` here (BadAddress: EFAULT); vdrm-only arguments
-    take their defaults.
+    Pointer fields become :class:`UserRead` s of ``mem``, read once the call is admitted;
+    vdrm-only arguments take their defaults.
     """
     struct = ioctl.struct
     values = struct.unpack(kdata[:struct.size]) if struct else {}
@@ -343,7 +359,7 @@ def decode(ioctl: Ioctl, kdata: bytes, mem: UserMemory) -> tuple[Request, dict[s
         if f is None:
             args[arg.name] = arg.default_value()
         elif f.pointer is not None:
-            args[arg.name] = f.pointer.read(mem, values[f.name], values)
+            args[arg.name] = UserRead(partial(f.pointer.read, mem, values[f.name], values))
         else:
             args[arg.name] = values[f.name]
     return Request(ioctl, args), values
