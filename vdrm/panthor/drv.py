@@ -306,6 +306,7 @@ class PanthorDriver(Driver):
     name = "panthor"
     desc = "Panthor DRM driver"
     date = "20230801"
+    driver_features = frozenset({"RENDER", "GEM", "SYNCOBJ", "SYNCOBJ_TIMELINE", "GEM_GPUVA"})
 
     def __init__(self, *, kernel: tuple[int, int], heap_backing: str, platform_device: str,
                  profiling: int = 0, size_units: str = "auto"):
