@@ -25,6 +25,11 @@ Argument kinds:
     the rest of a ``key=value`` token; the protocol allows ``%XX`` escapes for spaces.
 
 The generic DRM ioctls every driver gets live at the bottom of this module.
+
+An ioctl a release does not have (``SET_CLIENT_NAME`` before 6.13) is refused the way
+``drm_ioctl`` refuses a number past the end of its table or without a function: EINVAL
+(its ``retcode`` starts as ``-EINVAL``; ``drm_ioctl()`` in ``drm_ioctl.c``).
+:func:`require` is that check, keyed by a row of the driver's release table.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from vdrm.drm import gem
+from vdrm.drm import gem, releases
 
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
@@ -76,6 +81,15 @@ class Ioctl:
         return None
 
 
+def require(file: "DrmFile", feature: str, what: str) -> None:
+    """EINVAL, as ``drm_ioctl`` answers an ioctl its kernel lacks, unless the emulated
+    release has ``feature`` (``Driver.has``)."""
+    from vdrm.errors import InvalidArgument
+
+    if not file.dev.driver.has(feature):
+        raise InvalidArgument(f"{what} is not in this kernel (it has no {feature}): drm_ioctl returns EINVAL")
+
+
 def _gem_close(file: "DrmFile", handle: int, pad: int) -> dict[str, Any]:
     from vdrm.errors import InvalidArgument
 
@@ -95,6 +109,7 @@ def _gem_open(file: "DrmFile", name: int) -> dict[str, Any]:
 
 
 def _set_client_name(file: "DrmFile", name: str) -> dict[str, Any]:
+    require(file, releases.CLIENT_NAME, "DRM_IOCTL_SET_CLIENT_NAME")
     file.set_client_name(name)
     return {}
 

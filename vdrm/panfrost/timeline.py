@@ -101,7 +101,7 @@ class Timeline:
             "comm": file.comm,
             "clock": {"now_ns": self.dev.clock.now_ns(), "step_start_ns": start, "step_end_ns": end,
                       "step_ns": step},
-            "profiling": drv.profiling,
+            "profiling": bool(drv.profiling),
             "engines": engines,
             "memory": {"total": stats.total, "shared": stats.shared, "resident": stats.resident,
                        "purgeable": stats.purgeable, "active": stats.active},
