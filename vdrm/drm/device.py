@@ -133,7 +133,7 @@ class DrmDevice:
         self.driver.open(file)
         if minor == PRIMARY_MINOR and self.master is None:
             self.master = file
-            file.is_master = file.authenticated = True
+            file.is_master = file.was_master = file.authenticated = True
         self.files[file.client_id] = file
         return file
 

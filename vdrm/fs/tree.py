@@ -572,6 +572,8 @@ class DrmOpen(OpenFile):
     def answer(self) -> int | None:
         """Answer the pending requests in order; the clock time (ns) to wait for, or None."""
         table = self.tree.device.ioctls
+        if self._pending and not self.released:
+            self.tree.update_owner(self)
         try:
             while self._pending and not self.released:
                 line = self._pending[0]
@@ -930,6 +932,23 @@ class Tree:
         self.procfs.invalidate()
         handle.wake()
         self.device.release(handle.file)
+
+    def update_owner(self, handle: DrmOpen) -> None:
+        """Before requests run: who makes them, for ``drm_file_update_pid`` (6.4+).
+
+        FUSE does not say who wrote a request (pyfuse3's ``write`` has no context), so
+        the caller is found from the fd holders, the way procfs is: while the owner still
+        holds an fd on this open it is taken to be the caller (the kernel's "single
+        handover followed by exclusive repeated use"); once it holds none (it exited or
+        closed, e.g. a parent that passed the fd to a child), the lowest pid that holds
+        one becomes the owner. Costs one fd probe of the owner per batch of requests.
+        """
+        file = handle.file
+        if file.was_master or (file.pid and self.procfs.holds(file.pid, handle.ino)):
+            return
+        holders = self.procfs.holders(handle.ino)
+        if holders:
+            file.update_pid(holders[0], self.procfs.comm(holders[0]))
 
     def client(self, ino: int) -> "DrmFile | None":
         """The DRM client opened on node inode ``ino`` (the first, if reopened via /proc)."""

@@ -128,7 +128,8 @@ class PanfrostDriver(Driver):
     def bind(self, dev) -> None:
         super().bind(dev)
         self.slots = AsSlots(self.nr_as, dev.log)
-        self.mmu = Mmu(self.slots, dev.log, self.platform_device)
+        self.mmu = Mmu(self.slots, dev.log, self.platform_device, aarch64_mmu=self.has(releases.AARCH64_MMU),
+                       release=f"{self.kernel[0]}.{self.kernel[1]}.0")
         self.sched = Scheduler(dev.clock, self.slots, self.mmu, profiling=lambda: self.profiling,
                                frequency_hz=lambda slot: self.cur_freq_hz[slot])
         dev.pages.register_shrinker(self.shrink)
