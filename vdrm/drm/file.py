@@ -24,6 +24,7 @@ from vdrm.drm.gem import HandleTable, handle_delete
 from vdrm.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from vdrm.drm.auth import DrmMaster
     from vdrm.drm.device import DrmDevice
 
 # DRM_CLIENT_NAME_MAX_LEN (drm_file.h, 6.13+)
@@ -40,9 +41,11 @@ class DrmFile:
         self.pid = pid
         self.comm = comm
         self.uid = uid
-        self.is_master = False  # the primary-node client holding DRM master
-        self.was_master = False  # ever held master: drm_file_update_pid leaves its owner alone
-        self.authenticated = uid == 0  # capable(CAP_SYS_ADMIN) at open, or master
+        self.master: "DrmMaster | None" = None  # card0 clients: the master they belong to
+        self.is_master = False  # owns its master object (stays set after DROP_MASTER)
+        self.was_master = False  # has been master: may SET_MASTER again without CAP_SYS_ADMIN
+        self.magic = 0  # GET_MAGIC token, 0 = none yet
+        self.authenticated = uid == 0  # capable(CAP_SYS_ADMIN) at open, or master, or AUTH_MAGIC
         self.client_name: str | None = None
         self.handles = HandleTable()
         self.driver_priv: Any = None
