@@ -238,3 +238,28 @@ def test_ioctl_from_another_process_moves_the_owner():
     assert (dev.truth(f)["pid"], dev.truth(f)["comm"]) == (101, "child")
     master = dev.open(0, pid=200, comm="Xorg")
     assert not master.update_pid(201, "other") and master.pid == 200
+
+
+# -- row 4 on the binary path ------------------------------------------------------------------
+
+
+def test_gated_ioctls_in_binary_on_the_oldest_and_newest_dialect():
+    """Row 4 (binary): drm_ioctl answers -EINVAL on 6.6 and 0 on 7.0 for the gated numbers, params and flags."""
+    from tests.drm.uapi_client import BinaryClient
+
+    client = BinaryClient()
+    for release, ok in ((OLDEST, False), (NEWEST, True)):
+        dev = make_device(kernel=release)
+        f = dev.open(128)
+        assert client.call(f, "CREATE_BO", size=4096, flags=BO_NOEXEC)[0] == 0
+        calls = [("SET_LABEL_BO", {"handle": 1, "label": client.string("x")}),
+                 ("SET_CLIENT_NAME", {"name_len": 1, "name": client.string("x")}),
+                 ("JM_CTX_CREATE", {"priority": 0}),
+                 ("QUERY_BO_INFO", {"handle": 1}),
+                 ("GET_PARAM", {"param": 42}),  # SYSTEM_TIMESTAMP_FREQUENCY
+                 ("GET_PARAM", {"param": 44}),  # SELECTED_COHERENCY
+                 ("SUBMIT", {"jc": 1, "requirements": 2}),  # CYCLE_COUNT
+                 ("CREATE_BO", {"size": 4096, "flags": BO_NOEXEC | 4})]  # WB_MMAP
+        for name, fields in calls:
+            ret, _ = client.call(f, name, **fields)
+            assert ret == (0 if ok else -22), (release, name, ret)
