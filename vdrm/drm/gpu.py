@@ -195,6 +195,10 @@ class GpuDevice:
         """driver: files of ``/sys/kernel/debug/dri/<minor>/``: name -> renderer of the text."""
         return {}
 
+    def debugfs_attributes(self) -> dict[str, SysfsAttribute]:
+        """driver: writable debugfs files (mode 0600), fixed for the device's life, by name."""
+        return {}
+
     # -- what a scenario does to the device (driver) -------------------------------------
 
     def create_bo(self, file: DrmFile, size: int, flags: int, label: str | None) -> int:

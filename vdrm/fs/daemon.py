@@ -42,6 +42,7 @@ from vdrm.errors import InvalidArgument, VdrmError
 from vdrm.fs.operations import Operations
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
+from vdrm.kernel.releases import parse_release, release_name
 from vdrm.scenario.load import ScenarioError
 from vdrm.scenario.load import load as load_scenario
 from vdrm.scenario.run import Scenario
@@ -76,12 +77,12 @@ def parse_size(text: str) -> int:
 
 def parse_kernel(text: str) -> tuple[int, int]:
     try:
-        major, minor = (int(part) for part in text.split("."))
+        release = parse_release(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a kernel version like 6.18") from None
-    if (major, minor) not in _all_kernels():
+    if release not in _all_kernels():
         raise argparse.ArgumentTypeError(f"kernel {text} is not emulated (choose from {_kernels()})")
-    return major, minor
+    return release
 
 
 def _all_kernels() -> list[tuple[int, int]]:
@@ -89,7 +90,7 @@ def _all_kernels() -> list[tuple[int, int]]:
 
 
 def _kernels() -> str:
-    return ", ".join(f"{a}.{b}" for a, b in _all_kernels())
+    return ", ".join(release_name(r) for r in _all_kernels())
 
 
 def parse_gpus(text: str) -> tuple[str, ...]:
@@ -123,7 +124,7 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = DeviceConfig()
-    latest = "%d.%d" % _all_kernels()[-1]
+    newest = release_name(_all_kernels()[-1])
     parser = argparse.ArgumentParser(
         prog="mount.py",
         description="Mount vdrm: an emulated Arm Mali GPU (Panfrost) with a fake /dev/dri, "
@@ -169,8 +170,8 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
                         help="the GPUs, card0/renderD128 first, then card1/renderD129: "
                              f"{', '.join(drivers.DRIVERS)} (default panfrost; e.g. panfrost,panthor)")
     device.add_argument("--kernel", type=parse_kernel, default=defaults.kernel, metavar="VERSION",
-                        help=f"kernel whose fdinfo and debugfs dialect to speak: {_kernels()} "
-                             f"(default {latest})")
+                        help=f"kernel whose ioctls, fdinfo and debugfs dialect to speak: {_kernels()}; "
+                             f"the newest is {newest} (default {release_name(defaults.kernel)})")
     device.add_argument("--heap-backing", choices=("sparse", "dense"), default=defaults.heap_backing,
                         help="heap BO pages: 'sparse' as the 2025 RFC (pages only where faulted), "
                              f"'dense' as mainline (default {defaults.heap_backing})")
