@@ -280,12 +280,11 @@ def parse_tolerance(text: str) -> Tolerance:
             return Tolerance(fraction=float(text[:-1]) / 100)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a percentage") from None
-    from vdrm.drm.ioctl import Arg
+    from vdrm.drm import grammar
     from vdrm.errors import VdrmError
-    from vdrm.fs.protocol import parse_value
 
     try:
-        return Tolerance(size=parse_value(Arg("tolerance", "size"), text))
+        return Tolerance(size=grammar.parse_size(text, "--memory-tolerance"))
     except VdrmError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

@@ -96,12 +96,11 @@ def cmd_scenarios(argv: list[str]) -> int:
 
 def parse_duration(text: str) -> int:
     """A duration in the request protocol's grammar (``16ms``, ``1s``, ``250000ns``)."""
-    from vdrm.drm.ioctl import Arg
+    from vdrm.drm import grammar
     from vdrm.errors import VdrmError
-    from vdrm.fs.protocol import parse_value
 
     try:
-        return parse_value(Arg("step", "duration"), text)
+        return grammar.parse_duration(text, "--step")
     except VdrmError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

@@ -13,8 +13,9 @@ from typing import Sequence
 from vdrm.drm.gpu import DeviceConfig, GpuDevice, Machine, Services
 from vdrm.errors import InvalidArgument
 from vdrm.panfrost.device import PanfrostDevice
+from vdrm.panthor.device import PanthorDevice
 
-DRIVERS: dict[str, type[GpuDevice]] = {"panfrost": PanfrostDevice}
+DRIVERS: dict[str, type[GpuDevice]] = {"panfrost": PanfrostDevice, "panthor": PanthorDevice}
 
 
 def driver(name: str) -> type[GpuDevice]:

@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from vdrm.drm.device import Driver
+from vdrm.panfrost.releases import PANFROST
 from vdrm.drm.gpu import SysfsAttribute
 from vdrm.drm.ioctl import Arg, Ioctl
 from vdrm.drm.timeline import Timeline
@@ -52,6 +54,13 @@ class FakeFile:
     comm: str
     uid: int
     requests: list[str] = field(default_factory=list)
+    was_master: bool = False
+
+    def update_pid(self, pid: int, comm: str) -> bool:
+        changed = pid != self.pid and not self.was_master
+        if changed:
+            self.pid, self.comm = pid, comm
+        return changed
 
 
 def _echo(file: FakeFile, text: str) -> dict[str, Any]:
@@ -70,6 +79,11 @@ def _boom(file: FakeFile) -> dict[str, Any]:
     raise RuntimeError("a bug")
 
 
+class _Driver618(Driver):
+    def has(self, feature: str) -> bool:
+        return PANFROST.has(feature, (6, 18))
+
+
 class FakeDevice:
     """The part of the ``GpuDevice`` interface the tree uses, with visible bookkeeping."""
 
@@ -85,6 +99,7 @@ class FakeDevice:
         self.profiling = False
         self.files: dict[int, FakeFile] = {}
         self.drm = self  # the tree lists clients through device.drm.files
+        self.driver = _Driver618()  # the release-dependent rows of the tree as in 6.18
         self.released: list[FakeFile] = []
         self._next_id = 1
         self.ioctls = {
@@ -112,6 +127,9 @@ class FakeDevice:
 
     def uevent(self) -> str:
         return "DRIVER=panfrost\n"
+
+    def debugfs_attributes(self) -> dict[str, SysfsAttribute]:
+        return {}
 
     def sysfs_attributes(self) -> dict[str, SysfsAttribute]:
         return {"profiling": SysfsAttribute(lambda: "1\n" if self.profiling else "0\n", self.write_profiling)}
@@ -163,6 +181,12 @@ class FakeProcesses:
 
     def fd(self, pid: int, fd: int) -> FdRef | None:
         return self.fds(pid).get(fd)
+
+    def holds(self, pid: int, ino: int) -> bool:
+        return any(ref.ino == ino for ref in self.fds(pid).values())
+
+    def holders(self, ino: int) -> list[int]:
+        return [pid for pid in sorted(self.held) if self.holds(pid, ino)]
 
     def pids(self) -> list[int]:
         if self.all_pids:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
 from vdrm.drm import fdinfo
 from vdrm.drm.device import ClientIdCounter, Driver, DrmDevice
 from vdrm.drm.file import DrmFile
-from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl
+from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl, IoctlTable, build_table
 from vdrm.drm.timeline import Timeline
 from vdrm.errors import InvalidArgument, NoEntry
 from vdrm.kernel.clock import Clock, MonotonicClock, VirtualClock
@@ -112,9 +112,10 @@ class GpuDevice:
         self.clock, self.log, self.pages = self.services.clock, self.services.log, self.services.pages
         self.platform_device = self.PLATFORM_DEVICE
         self.driver = driver
+        self._ioctls = build_table(CORE_IOCTLS, ioctls)
         self.drm = DrmDevice(driver, pages=self.pages, clock=self.clock, log=self.log,
-                             client_ids=self.services.client_ids, index=index)
-        self._ioctls = {i.name: i for i in (*CORE_IOCTLS, *ioctls)}
+                             client_ids=self.services.client_ids, index=index,
+                             ioctls=self._ioctls, unique=self.PLATFORM_DEVICE)
         self.timeline = driver.timeline = self.services.timeline
         self.timeline.attach(self)
 
@@ -171,7 +172,7 @@ class GpuDevice:
         self.drm.release(file)
 
     @property
-    def ioctls(self) -> dict[str, Ioctl]:
+    def ioctls(self) -> IoctlTable:
         """Every request a client may send, by upper-case name (DRM core + driver + vdrm)."""
         return self._ioctls
 
@@ -192,6 +193,10 @@ class GpuDevice:
 
     def debugfs_files(self) -> dict[str, Callable[[], str]]:
         """driver: files of ``/sys/kernel/debug/dri/<minor>/``: name -> renderer of the text."""
+        return {}
+
+    def debugfs_attributes(self) -> dict[str, SysfsAttribute]:
+        """driver: writable debugfs files (mode 0600), fixed for the device's life, by name."""
         return {}
 
     # -- what a scenario does to the device (driver) -------------------------------------
@@ -306,7 +311,7 @@ class Machine:
     def truth(self, file: DrmFile) -> dict:
         return self.of(file).truth(file)
 
-    def ioctls_of(self, file: DrmFile) -> dict[str, Ioctl]:
+    def ioctls_of(self, file: DrmFile) -> IoctlTable:
         return self.of(file).ioctls
 
     def advance(self, delta_ns: int) -> int:

@@ -28,6 +28,7 @@ Cost, measured on a 2-vCPU VM with about 75 processes: a whole scan 3 ms, one fd
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -35,8 +36,9 @@ from typing import Any, Callable, Iterator
 # How long a whole-/proc scan of vdrm fd holders is reused (``ls proc/`` in a loop).
 SCAN_TTL = 0.1
 
-# Names an fd link must end with to be worth reading its fdinfo (the DRM nodes' names).
-_NODE_NAMES = ("/card0", "/renderD128")
+# Names an fd link must end with to be worth reading its fdinfo (the DRM nodes' names,
+# of every GPU: card0, renderD128, card1, renderD129 ...).
+_NODE_NAME = re.compile(r"/(card\d+|renderD\d+)$")
 # Every lookup of a node name mints a new inode and unhashes the old dentry, so the host
 # shows earlier opens of the same name as deleted: "/mnt/dev/dri/card0 (deleted)".
 _DELETED = " (deleted)"
@@ -142,6 +144,14 @@ class ProcessTable:
             if ref is not None:
                 yield ref
 
+    def holds(self, pid: int, ino: int) -> bool:
+        """Whether ``pid`` holds an fd on DRM node inode ``ino`` now (read fresh)."""
+        return any(ref.ino == ino for ref in self._iter_fds(pid))
+
+    def holders(self, ino: int) -> list[int]:
+        """The pids holding an fd on DRM node inode ``ino``, ascending (a whole scan)."""
+        return [pid for pid in self._all_pids() if self.holds(pid, ino)]
+
     def fd(self, pid: int, fd: int) -> FdRef | None:
         """``pid``'s fd ``fd`` if it is on an open vdrm node, read fresh."""
         if pid == self._self_pid:
@@ -153,7 +163,7 @@ class ProcessTable:
             target = os.readlink(f"{self._proc}/{pid}/fd/{fd}")
         except OSError:
             return None
-        if not target.removesuffix(_DELETED).endswith(_NODE_NAMES):
+        if not _NODE_NAME.search(target.removesuffix(_DELETED)):
             return None
         try:
             header = parse_fdinfo_header(_read(f"{self._proc}/{pid}/fdinfo/{fd}").decode())
@@ -297,6 +307,13 @@ class ScenarioProcessTable:
     def has(self, pid: int) -> bool:
         proc = self._emulated(pid)
         return self.real.has(pid) if proc is None else bool(proc.fds)
+
+    def holds(self, pid: int, ino: int) -> bool:
+        # an emulated process's fds are the scenario's own clients: it always holds them
+        return self.real.holds(pid, ino) if self._emulated(pid) is None else True
+
+    def holders(self, ino: int) -> list[int]:
+        return self.real.holders(ino)
 
     def tids(self, pid: int) -> list[int]:
         return self.real.tids(pid) if self._emulated(pid) is None else [pid]

@@ -9,8 +9,10 @@ no other module spells a path. Placeholders in a path:
     ``renderD128``/128/``render``, then ``card1``/1 and ``renderD129``/129 for a second GPU);
 ``{pdev}``
     the GPU's platform device name (``fde60000.gpu``), once per GPU;
-``{attr}``
-    the GPU's own sysfs attributes (:meth:`GpuDevice.sysfs_attributes`: ``profiling``);
+``{attr}``, ``{dattr}``
+    the GPU's own sysfs attributes (:meth:`GpuDevice.sysfs_attributes`: ``profiling``)
+    and its writable debugfs files (:meth:`GpuDevice.debugfs_attributes`, mode 0600:
+    Panfrost's ``profile`` in 6.7-6.9);
 ``{pid}``, ``{fd}``, ``{tid}``
     real processes holding vdrm fds (every real process with ``all_pids``), those fds, and
     a process's threads (:mod:`vdrm.fs.procfs`), looked up live;
@@ -270,6 +272,17 @@ def _attr_store(tree: "Tree", a: dict, text: str) -> None:
     store(text)
 
 
+def _dattr_show(tree: "Tree", a: dict) -> str:
+    return _gpu(tree, a).debugfs_attributes()[a["dattr"]].show()
+
+
+def _dattr_store(tree: "Tree", a: dict, text: str) -> None:
+    store = _gpu(tree, a).debugfs_attributes()[a["dattr"]].store
+    if store is None:
+        raise AccessDenied(f"{a['dattr']} is read-only")
+    store(text)
+
+
 @dataclass(frozen=True)
 class Row:
     """One path of the tree: its kind, permission bits and content.
@@ -285,6 +298,7 @@ class Row:
     size: int = 0
     all_pids: bool = False  # only in a tree built with all_pids (the namespace runner)
     by_caller: bool = False  # LINK whose target depends on who asks; st_size 0 as in procfs
+    feature: str | None = None  # only where the emulated release has it (driver.has)
 
 
 D, T, L, A, G, N, C = Kind.DIR, Kind.TEXT, Kind.LINK, Kind.ATTR, Kind.LOG, Kind.NODE, Kind.CHAR
@@ -365,6 +379,7 @@ TABLE: tuple[Row, ...] = (
     Row("sys/kernel/debug/dri", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}/{debugfs}", T, 0o444, _debugfs),
+    Row("sys/kernel/debug/dri/{minor}/{dattr}", A, 0o600, (_dattr_show, _dattr_store)),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clock", A, 0o644, (_clock_show, _clock_store)),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients/{client}", D, 0o755),
@@ -414,9 +429,14 @@ def _expand(machine: Machine, all_pids: bool = False) -> list[_Pattern]:
                         for i, gpu in enumerate(machine.devices) for n, m, k in gpu.nodes]
         elif "{pdev}" in row.path:
             variants = [{"gpu": i, "pdev": gpu.platform_device} for i, gpu in enumerate(machine.devices)]
+        if row.feature is not None:  # only on the GPUs whose release has it
+            variants = [v for v in variants if "gpu" in v and machine.devices[v["gpu"]].driver.has(row.feature)]
         if "{attr}" in row.path:
             variants = [{**v, "attr": name} for v in variants
                         for name in machine.devices[v["gpu"]].sysfs_attributes()]
+        if "{dattr}" in row.path:
+            variants = [{**v, "dattr": name} for v in variants
+                        for name in machine.devices[v["gpu"]].debugfs_attributes()]
         for variant in variants:
             args = dict(variant)
             path = row.path
@@ -572,6 +592,8 @@ class DrmOpen(OpenFile):
     def answer(self) -> int | None:
         """Answer the pending requests in order; the clock time (ns) to wait for, or None."""
         table = self.tree.machine.ioctls_of(self.file)
+        if self._pending and not self.released:
+            self.tree.update_owner(self)
         try:
             while self._pending and not self.released:
                 line = self._pending[0]
@@ -935,6 +957,23 @@ class Tree:
         self.procfs.invalidate()
         handle.wake()
         self.machine.release(handle.file)
+
+    def update_owner(self, handle: DrmOpen) -> None:
+        """Before requests run: who makes them, for ``drm_file_update_pid`` (6.4+).
+
+        FUSE does not say who wrote a request (pyfuse3's ``write`` has no context), so
+        the caller is found from the fd holders, the way procfs is: while the owner still
+        holds an fd on this open it is taken to be the caller (the kernel's "single
+        handover followed by exclusive repeated use"); once it holds none (it exited or
+        closed, e.g. a parent that passed the fd to a child), the lowest pid that holds
+        one becomes the owner. Costs one fd probe of the owner per batch of requests.
+        """
+        file = handle.file
+        if file.was_master or (file.pid and self.procfs.holds(file.pid, handle.ino)):
+            return
+        holders = self.procfs.holders(handle.ino)
+        if holders:
+            file.update_pid(holders[0], self.procfs.comm(holders[0]))
 
     def client(self, ino: int) -> "DrmFile | None":
         """The DRM client opened on node inode ``ino`` (the first, if reopened via /proc)."""

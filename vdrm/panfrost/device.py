@@ -26,6 +26,7 @@ from vdrm.panfrost.gem import BO_FLAGS
 from vdrm.panfrost.ioctl import PANFROST_IOCTLS
 from vdrm.panfrost.job import ENGINES, FDINFO_ENGINES, JS_FRAGMENT, REQ_FS
 from vdrm.panfrost.mmu import DEFAULT_FAULT_ACCESS, DEFAULT_FAULT_EXCEPTION
+from vdrm.panfrost.releases import DEBUGFS_PROFILE, PANFROST, PROFILING_SYSFS
 
 __all__ = ["DeviceConfig", "KERNEL_VERSIONS", "PLATFORM_DEVICE", "PanfrostDevice", "kstrtobool"]
 
@@ -40,8 +41,26 @@ PDEV_UEVENT = ("DRIVER=panfrost\nOF_NAME=gpu\nOF_FULLNAME=/gpu@{address}\n"
                "OF_COMPATIBLE_0=rockchip,rk3568-mali\nOF_COMPATIBLE_1=arm,mali-bifrost\n"
                "OF_COMPATIBLE_N=2\nMODALIAS=of:NgpuT(null)Crockchip,rk3568-maliCarm,mali-bifrost\n")
 
-KERNEL_VERSIONS = ((6, 6), (6, 7), (6, 8), (6, 9), (6, 10), (6, 11), (6, 12), (6, 13),
-                   (6, 14), (6, 15), (6, 16), (6, 17), (6, 18))
+# The emulated releases, oldest first: the rows of the release table (vdrm.panfrost.releases).
+KERNEL_VERSIONS = PANFROST.releases
+
+
+def kstrtoll(text: str) -> int:
+    """The kernel's ``kstrtoll(s, 0, &v)``: an optional sign, ``0x`` hex, ``0`` octal or
+    decimal digits, then at most one newline; InvalidArgument otherwise."""
+    body = text[:-1] if text.endswith("\n") else text
+    sign, digits = (body[0], body[1:]) if body[:1] in "+-" and body else ("", body)
+    base = 16 if digits[:2].lower() == "0x" else 8 if digits[:1] == "0" and len(digits) > 1 else 10
+    try:
+        value = int(digits[2:] if base == 16 else digits, base) if digits and digits == digits.strip() else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise InvalidArgument(f"{text.strip()!r} is not an integer")
+    value = -value if sign == "-" else value
+    if not -(1 << 63) <= value < (1 << 63):
+        raise InvalidArgument(f"{text.strip()!r} does not fit a long long")
+    return value
 
 
 def kstrtobool(text: str) -> bool:
@@ -96,8 +115,29 @@ class PanfrostDevice(GpuDevice):
         self.update()
         self.driver.profiling = value
 
+    def write_profile(self, text: str) -> None:
+        """A write to debugfs ``profile`` (6.7-6.9): an ``atomic_t`` set through
+        ``simple_attr_write`` (kstrtoll, base 0); any non-zero value turns profiling on and
+        reads back as written (truncated to 32 bits as ``atomic_set`` does)."""
+        value = kstrtoll(text)
+        value = (value + (1 << 31)) % (1 << 32) - (1 << 31)
+        self.update()
+        self.driver.profiling = value
+
+    def _show_profiling(self) -> str:
+        return f"{int(self.profiling)}\n"  # sysfs: a bool; debugfs: the atomic_t as set
+
     def sysfs_attributes(self) -> dict[str, SysfsAttribute]:
-        return {"profiling": SysfsAttribute(lambda: "1\n" if self.profiling else "0\n", self.write_profiling)}
+        """``profiling`` from 6.10 (kstrtobool); before, the switch is in debugfs."""
+        if not self.driver.has(PROFILING_SYSFS):
+            return {}
+        return {"profiling": SysfsAttribute(self._show_profiling, self.write_profiling)}
+
+    def debugfs_attributes(self) -> dict[str, SysfsAttribute]:
+        """``profile`` (6.7-6.9): the debugfs atomic_t that was the switch before sysfs."""
+        if not self.driver.has(DEBUGFS_PROFILE):
+            return {}
+        return {"profile": SysfsAttribute(self._show_profiling, self.write_profile)}
 
     def debugfs_files(self) -> dict[str, Callable[[], str]]:
         """Files of ``/sys/kernel/debug/dri/<minor>/``: name -> renderer of the whole text."""
@@ -129,7 +169,8 @@ class PanfrostDevice(GpuDevice):
                                "utilisation": (delta / step.step_ns) if step.step_ns else None,
                                "cycles": usage.cycles[slot], "maxfreq_hz": drv.max_freq_hz[slot],
                                "curfreq_hz": drv.cur_freq_hz[slot]}
-        stats = memory_stats(file, drv.kernel)
+        # the same revision the fdinfo text is rendered in: a parser of that text computes these
+        stats = memory_stats(file, drv.kernel, use_rss=drv.fdinfo_revision != "docs")
         return {
             "drm-client-id": file.client_id,
             "drm-driver": drv.name,
@@ -138,7 +179,7 @@ class PanfrostDevice(GpuDevice):
             "comm": file.comm,
             "clock": {"now_ns": self.clock.now_ns(), "step_start_ns": step.start_ns,
                       "step_end_ns": step.end_ns, "step_ns": step.step_ns},
-            "profiling": drv.profiling,
+            "profiling": bool(drv.profiling),
             "engines": engines,
             "memory": {"total": stats.total, "shared": stats.shared, "resident": stats.resident,
                        "purgeable": stats.purgeable, "active": stats.active},
@@ -183,4 +224,4 @@ class PanfrostDevice(GpuDevice):
         self.driver.cur_freq_hz[engine] = hz
 
     def set_profiling(self, value: int) -> None:
-        self.driver.profiling = bool(value)
+        self.driver.profiling = value

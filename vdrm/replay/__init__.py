@@ -40,7 +40,7 @@ from typing import Any, Callable
 from vdrm.drm.device import ClientIdCounter, Driver, DrmDevice
 from vdrm.drm.file import DrmFile
 from vdrm.drm.gpu import DeviceConfig, GpuDevice, Machine, Services, SysfsAttribute
-from vdrm.drm.ioctl import CORE_IOCTLS
+from vdrm.drm.ioctl import CORE_IOCTLS, build_table
 from vdrm.errors import InvalidArgument
 
 TRACE_FORMAT = "vdrm-trace/1"
@@ -225,10 +225,11 @@ class ReplayDevice(GpuDevice):
         self._nodes = tuple((n["name"], n["minor"], "card" if n["name"].startswith("card") else "render")
                             for n in spec["nodes"])
         self.driver = ReplayDriver(_driver_name(spec))
+        self._ioctls = build_table(CORE_IOCTLS)
         self.drm = _ReplayDrm(self.driver, tuple(n[1] for n in self._nodes), pages=self.pages,
-                              clock=self.clock, log=self.log, client_ids=services.client_ids)
-        self._ioctls = {i.name: i for i in CORE_IOCTLS}
-        self.timeline = services.timeline
+                              clock=self.clock, log=self.log, client_ids=services.client_ids,
+                              ioctls=self._ioctls, unique=spec["name"])
+        self.timeline = self.driver.timeline = services.timeline
         self.timeline.attach(self)
         attrs = spec.get("attributes", {})
         self._attributes = {name: SysfsAttribute(show=(lambda text=text: text)) for name, text in attrs.items()}
