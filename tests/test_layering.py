@@ -18,13 +18,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vdrm"
 _ABOVE_ENGINE = ("vdrm.drivers", "vdrm.scenario", "vdrm.fs", "vdrm.bench", "pyfuse3", "trio")
 # The drivers: each builds on vdrm.drm alone; above them only vdrm.drivers names one, so
 # the FUSE side and the scenarios reach a GPU through the vdrm.drm.gpu interface only.
-DRIVER_PACKAGES = ("vdrm.panfrost", "vdrm.panthor")
+DRIVER_PACKAGES = ("vdrm.panfrost", "vdrm.panthor", "vdrm.replay")
+# The parser author's tools above the FUSE side that must run without it (no mount needed).
+_NO_FUSE = ("vdrm.fs", "vdrm.bench", "pyfuse3", "trio")
 FORBIDDEN = {
     "vdrm.kernel": ("vdrm.mm", "vdrm.drm", *DRIVER_PACKAGES, *_ABOVE_ENGINE),
     "vdrm.mm": ("vdrm.drm", *DRIVER_PACKAGES, *_ABOVE_ENGINE),
     "vdrm.drm": (*DRIVER_PACKAGES, *_ABOVE_ENGINE),
     "vdrm.panfrost": ("vdrm.panthor", *_ABOVE_ENGINE),
     "vdrm.panthor": ("vdrm.panfrost", *_ABOVE_ENGINE),
+    "vdrm.replay": ("vdrm.panfrost", "vdrm.panthor", *_ABOVE_ENGINE),
+    "vdrm.truth": (*DRIVER_PACKAGES, "vdrm.scenario", *_NO_FUSE),
+    "vdrm.check": (*DRIVER_PACKAGES, "vdrm.scenario", "vdrm.cli", *_NO_FUSE),
+    "vdrm.record": (*DRIVER_PACKAGES, "vdrm.scenario", "vdrm.cli", *_NO_FUSE),
     "vdrm.drivers": ("vdrm.scenario", "vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
     "vdrm.scenario": (*DRIVER_PACKAGES, "vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
     "vdrm.fs": (*DRIVER_PACKAGES, "vdrm.bench"),

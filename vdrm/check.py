@@ -341,9 +341,9 @@ example:
         if args.truth:
             truth = _load(args.truth, "truth")
         else:
-            from vdrm import cli, truth as _truth
+            from vdrm import truth as _truth
 
-            root = cli.live_root(args.mount)
+            root = _truth.live_root(args.mount)
             if root is None:
                 raise ReportError("no truth: give --truth FILE or --mount MOUNTPOINT, or run inside 'vdrm run'")
             try:

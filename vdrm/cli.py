@@ -105,18 +105,6 @@ def parse_duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def live_root(explicit: str | None = None) -> str | None:
-    """The tree to read: ``explicit``, else ``$VDRM_MOUNT``, else ``/`` inside a
-    namespace where ``/sys/kernel/debug`` is vdrm's; None if none is known."""
-    if explicit:
-        return explicit
-    if os.environ.get("VDRM_MOUNT"):
-        return os.environ["VDRM_MOUNT"]
-    import glob
-
-    return "/" if glob.glob("/sys/kernel/debug/dri/*/vdrm-clock") else None
-
-
 @_subcommand("truth", "print the whole device's ground truth as one JSON document")
 def cmd_truth(argv: list[str]) -> int:
     from vdrm import truth
@@ -161,7 +149,7 @@ the document: see vdrm/truth.py (schema vdrm-truth/1).""")
             return EXIT_USAGE
         doc = truth.from_device(scenario.machine)
     else:
-        root = live_root(args.mountpoint)
+        root = truth.live_root(args.mountpoint)
         if root is None:
             parser.error("no vdrm tree here: give a MOUNTPOINT, run inside 'vdrm run', or use --scenario")
         try:

@@ -217,11 +217,12 @@ exit status: 0 written, 1 nothing recordable or the file cannot be written, 2 ba
         parser.error("--samples must be at least 1 and --interval not negative")
     step = None
     if args.clock_step is not None:
-        from vdrm.cli import parse_duration
+        from vdrm.drm import grammar
+        from vdrm.errors import VdrmError
 
         try:
-            step = parse_duration(args.clock_step)
-        except argparse.ArgumentTypeError as e:
+            step = grammar.parse_duration(args.clock_step, "--clock-step")
+        except VdrmError as e:
             parser.error(str(e))
     try:
         trace = record(samples=args.samples, interval=args.interval, proc=args.proc, sys_root=args.sys_root,

@@ -61,6 +61,16 @@ def from_device(device: "GpuDevice | Machine") -> dict[str, Any]:
     return doc
 
 
+def live_root(explicit: str | None = None) -> str | None:
+    """The tree to read: ``explicit``, else ``$VDRM_MOUNT``, else ``/`` inside a
+    namespace where ``/sys/kernel/debug`` is vdrm's; None if none is known."""
+    if explicit:
+        return explicit
+    if os.environ.get("VDRM_MOUNT"):
+        return os.environ["VDRM_MOUNT"]
+    return "/" if glob.glob("/sys/kernel/debug/dri/*/vdrm-clock") else None
+
+
 def debugfs_of(root: str) -> str:
     """The debugfs directory of a tree mounted at ``root`` ("/" inside the namespace)."""
     return os.path.join(root, "sys/kernel/debug")

@@ -34,7 +34,7 @@ def dumps_across_steps(command: list[str], steps: int, step: str = "500ms") -> l
 
 @needs_fuse
 @pytest.mark.parametrize("scenario", ["busy-game", "dup-and-two-opens", "bug-inherited-fd", "shared-bo",
-                                      "bug-card-and-render-node", "tiler-heap-growth"])
+                                      "bug-card-and-render-node", "tiler-heap-growth", "two-gpus"])
 def test_a_recorded_vdrm_mount_replays_identically_at_every_step(scenario: str, tmp_path: Path) -> None:
     """Record 4 samples across 500 ms clock steps; the replayed tree equals the original at each step, byte for byte."""
     trace = tmp_path / "trace.json"
