@@ -80,5 +80,16 @@ def test_installed_in_a_fresh_venv_it_runs(kind: str, dist: Path, tmp_path: Path
     truth = run(python, "-m", "vdrm", "truth", "--scenario", "kernel-doc-example")
     assert truth.returncode == 0 and '"drm-client-id": 14' in truth.stdout
     plugin = run(python, "-c", "import importlib.metadata as m; "
-                               "print([e.value for e in m.entry_points(group='pytest11') if e.name == 'vdrm'])")
+                               "print([e.value for e in m.entry_points(group='pytest11') if e.name == 'vdrm.pytest_plugin'])")
     assert plugin.stdout.strip() == "['vdrm.pytest_plugin']"
+    if kind == "whl":  # the entry point at work: pytest finds the fixture, with or without -p
+        assert run(str(venv / "bin" / "pip"), "install", "-q", "pytest").returncode == 0
+        (tmp_path / "test_installed.py").write_text(
+            "def test_device(vdrm):\n"
+            "    dev = vdrm.mount('busy-game')\n"
+            "    dev.step('1s')\n"
+            "    assert dev.truth()['clients'][0]['engines']['fragment']['utilisation'] == 0.649\n")
+        for extra in ([], ["-p", "vdrm.pytest_plugin"]):
+            tested = run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, "test_installed.py",
+                         cwd=str(tmp_path))
+            assert tested.returncode == 0 and "1 passed" in tested.stdout, tested.stdout + tested.stderr
