@@ -171,15 +171,21 @@ class Vdrm:
         self.devices: list[Device] = []
 
     def mount(self, scenario: str | os.PathLike | None = None, *, toml: str | None = None,
-              options: Sequence[str] = ()) -> Device:
+              trace: str | os.PathLike | None = None, options: Sequence[str] = ()) -> Device:
         """A device serving ``scenario`` (a bundled name such as ``"busy-game"`` or a file),
-        or the scenario text ``toml``, or (neither) the default device; ``options`` are
-        ``vdrm run``'s (``["--kernel", "6.6"]``). Skips the test where /dev/fuse is missing."""
+        or the scenario text ``toml``, or a recorded ``trace`` (a bundled name such as
+        ``"i915"`` or a file, played by ``vdrm replay``), or (none) the default device;
+        ``options`` are ``vdrm run``'s (``["--kernel", "6.6"]``). Skips the test where
+        /dev/fuse is missing."""
         if not os.path.exists("/dev/fuse"):
             pytest.skip("vdrm needs FUSE and this machine has no /dev/fuse "
                         "(containers: --device /dev/fuse --cap-add SYS_ADMIN)")
-        if scenario is not None and toml is not None:
-            raise ValueError("give a scenario or toml=, not both")
+        if sum(x is not None for x in (scenario, toml, trace)) > 1:
+            raise ValueError("give one of a scenario, toml= or trace=")
+        if trace is not None:
+            device = start(list(options), replay=os.fspath(trace))
+            self.devices.append(device)
+            return device
         argv = list(options)
         if toml is not None:
             path = self._tmp / f"vdrm-inline-{len(self.devices)}.toml"
@@ -196,13 +202,15 @@ class Vdrm:
             device.close()
 
 
-def start(options: Sequence[str]) -> Device:
-    """``vdrm run OPTIONS -- python -m vdrm.pytest_plugin``, once its agent said hello."""
+def start(options: Sequence[str], replay: str | None = None) -> Device:
+    """``vdrm run OPTIONS -- python -m vdrm.pytest_plugin`` (``vdrm replay TRACE OPTIONS
+    -- ...`` with ``replay``), once its agent said hello."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p or ".") for p in sys.path)
     stderr = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        [sys.executable, "-m", "vdrm", "run", *options, "--", sys.executable, "-m", "vdrm.pytest_plugin"],
+        [sys.executable, "-m", "vdrm", *(["replay", replay] if replay else ["run"]), *options, "--",
+         sys.executable, "-m", "vdrm.pytest_plugin"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env)
     try:
         ok, hello = _receive(process.stdout)
@@ -213,7 +221,8 @@ def start(options: Sequence[str]) -> Device:
         stderr.close()
         process.stdout.close()
         process.stdin.close()
-        raise AgentError(f"vdrm run {' '.join(options)} failed (exit status {status}): {why}") from None
+        what = f"replay {replay}" if replay else "run"
+        raise AgentError(f"vdrm {what} {' '.join(options)} failed (exit status {status}): {why}") from None
     return Device(process, stderr, hello)
 
 

@@ -32,10 +32,10 @@ def test_the_fixture_is_registered() -> None:
 
 @needs_fuse
 def test_the_sample_parser_suite_passes() -> None:
-    """Every sample test passes: a named and an inline scenario, a program and a library call, steps, truth."""
+    """Every sample test passes: a named and an inline scenario, a trace, a program and a library call, steps, truth."""
     result = run_suite(SUITE)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "5 passed" in result.stdout
 
 
 @needs_fuse

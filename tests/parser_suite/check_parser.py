@@ -76,3 +76,15 @@ def test_errors_come_back_as_exceptions(vdrm):
         dev.run(["no-such-gpu-top"])
     with pytest.raises(ZeroDivisionError):
         dev.call(divmod, 1, 0)
+
+
+def test_a_recorded_trace_of_another_driver(vdrm):
+    dev = vdrm.mount(trace="xe")
+    before = dev.call(fdinfo_top.sample)
+    dev.step("1s")
+    after = dev.call(fdinfo_top.sample)
+    [key] = after
+    usage = fdinfo_top.utilisation(before[key], after[key], 1_000_000_000)
+    [truth] = dev.truth()["clients"]
+    assert usage["driver"] == truth["drm-driver"] == "xe"
+    assert usage["engines"]["rcs"]["utilisation"] == truth["engines"]["rcs"]["utilisation"] == 0.25
