@@ -186,3 +186,24 @@ def test_an_inconsistent_trace_is_refused() -> None:
     trace["samples"][1]["clients"][0]["fds"] = [[1, 99]]
     with pytest.raises(TraceError, match="sample 1 is inconsistent"):
         Replay(trace)
+
+
+@needs_fuse
+@pytest.mark.parametrize("scenario,shared", [("dup-and-two-opens", [[3, 4], [5]]), ("bug-inherited-fd", None)])
+def test_record_groups_the_fds_that_share_a_client(scenario: str, shared, tmp_path: Path) -> None:
+    """A dup'd fd and its original are one client, a second open another; an inherited fd joins its parent's client."""
+    trace = tmp_path / "trace.json"
+    assert vdrm("run", "--scenario", scenario, "--", sys.executable, "-m", "vdrm", "record", "-o", str(trace),
+                "--samples", "1", "--description", "what ran").returncode == 0
+    doc = json.loads(trace.read_text())
+    assert doc["description"] == "what ran"
+    clients = doc["samples"][0]["clients"]
+    if shared is not None:
+        assert sorted(sorted(fd for _, fd in c["fds"]) for c in clients) == shared
+        assert len({pid for c in clients for pid, _ in c["fds"]}) == 1
+    else:
+        assert any(len({pid for pid, _ in c["fds"]}) == 2 for c in clients)
+    for c in clients:
+        for pid, fd in c["fds"]:
+            text = doc["samples"][0]["processes"][str(pid)]["fds"][str(fd)]["fdinfo"]
+            assert f"drm-client-id:\t{c['drm-client-id']}\n" in text
