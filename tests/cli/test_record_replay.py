@@ -207,3 +207,38 @@ def test_record_groups_the_fds_that_share_a_client(scenario: str, shared, tmp_pa
         for pid, fd in c["fds"]:
             text = doc["samples"][0]["processes"][str(pid)]["fds"][str(fd)]["fdinfo"]
             assert f"drm-client-id:\t{c['drm-client-id']}\n" in text
+
+
+def _paths(node, path=()):
+    """Every (container path, key) in a JSON tree."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield path, k
+            yield from _paths(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield path, i
+            yield from _paths(v, path + (i,))
+
+
+@pytest.mark.parametrize("name", ["v3d", "xe"])
+def test_a_damaged_trace_is_a_trace_error_never_a_crash(name: str) -> None:
+    """Deleting any one field, or giving it the wrong type, either still replays or raises TraceError."""
+    original = json.loads((TRACES / f"{name}.json").read_text())
+    for path, key in list(_paths(original)):
+        for damage in ("delete", "retype"):
+            trace = json.loads(json.dumps(original))
+            parent = trace
+            for p in path:
+                parent = parent[p]
+            if damage == "delete":
+                del parent[key]
+            else:
+                parent[key] = [] if not isinstance(parent[key], list) else "x"
+            try:
+                played = Replay(trace)
+                played.machine.advance(1_000_000_000)
+                for file in played.machine.files.values():
+                    played.truth(file), played.fdinfo(file)
+            except TraceError:
+                pass

@@ -300,7 +300,10 @@ class Replay:
         services.client_ids = _ReplayIds(max(recorded_ids, default=0) + 1)
         self.ids = services.client_ids
         specs = _device_specs(trace)
-        self.machine = Machine(ReplayDevice(self, spec, config, services) for spec in specs)
+        try:
+            self.machine = Machine(ReplayDevice(self, spec, config, services) for spec in specs)
+        except InvalidArgument as e:  # two devices with one minor or one name
+            raise TraceError(f"the trace's devices do not fit one machine: {e}") from None
         self.device = self.machine.device
         self._apply(0)
 
@@ -429,7 +432,8 @@ def _device_specs(trace: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def check(trace: Any) -> None:
-    """TraceError unless ``trace`` has the shape :mod:`vdrm.record` writes."""
+    """TraceError unless ``trace`` has the shape :mod:`vdrm.record` writes (every field the
+    replay reads, of the right type, and every client's fds present in its sample)."""
     if not isinstance(trace, dict) or trace.get("format") != TRACE_FORMAT:
         raise TraceError(f"not a vdrm trace (format {TRACE_FORMAT!r} expected)")
     samples = trace.get("samples")
@@ -437,17 +441,55 @@ def check(trace: Any) -> None:
         raise TraceError("the trace has no samples")
     for i, sample in enumerate(samples):
         try:
-            for c in sample["clients"]:
-                for pid, fd in c["fds"]:
-                    if str(fd) not in sample["processes"][str(pid)]["fds"]:
-                        raise KeyError(f"{pid}/{fd}")
-            int(sample["t_ns"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise TraceError(f"sample {i} is inconsistent: {e}") from None
-    for d in trace.get("devices", []):
-        for n in d.get("nodes", []):
-            if not _NODE.fullmatch(n.get("name", "")):
-                raise TraceError(f"device {d.get('name')}: {n.get('name')!r} is not a DRM node name")
+            _check_sample(sample)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise TraceError(f"sample {i} is inconsistent: {type(e).__name__} {e}") from None
+    devices = trace.get("devices", [])
+    if not isinstance(devices, list):
+        raise TraceError("devices is not a list")
+    for d in devices:
+        try:
+            _check_device(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise TraceError(f"device {d.get('name') if isinstance(d, dict) else d!r} is inconsistent: "
+                             f"{type(e).__name__} {e}") from None
+
+
+def _check_sample(sample: dict[str, Any]) -> None:
+    if not isinstance(sample["t_ns"], int):
+        raise TypeError("t_ns is not an integer")
+    for pid, entry in sample["processes"].items():
+        int(pid)
+        for name in ("stat", "status", "comm", "cmdline"):
+            if not isinstance(entry.get(name) or "", str):
+                raise TypeError(f"process {pid}: {name} is not text")
+        for fd, info in entry["fds"].items():
+            int(fd)
+            if not isinstance(info["target"], str) or not isinstance(info["fdinfo"], str):
+                raise TypeError(f"process {pid} fd {fd}: target and fdinfo must be text")
+    seen = set()
+    for c in sample["clients"]:
+        key = (int(c["minor"]), int(c["drm-client-id"]))
+        if key in seen or not c["fds"]:
+            raise ValueError(f"client {key} is listed twice or holds no fd")
+        seen.add(key)
+        for pid, fd in c["fds"]:
+            if str(fd) not in sample["processes"][str(pid)]["fds"]:
+                raise KeyError(f"{pid}/{fd}")
+
+
+def _check_device(d: dict[str, Any]) -> None:
+    if not isinstance(d["name"], str) or not d["name"] or "/" in d["name"]:
+        raise ValueError("a device needs a name without '/'")
+    for key in ("uevent",):
+        if not isinstance(d.get(key, ""), str):
+            raise TypeError(f"{key} is not text")
+    if not all(isinstance(k, str) and isinstance(v, str) and "/" not in k
+               for k, v in d.get("attributes", {}).items()):
+        raise TypeError("attributes must map file names to text")
+    for n in d["nodes"]:
+        if not _NODE.fullmatch(n["name"]) or not isinstance(n["minor"], int):
+            raise ValueError(f"{n.get('name')!r} is not a DRM node name with a minor")
 
 
 def load(path: str) -> Replay:
