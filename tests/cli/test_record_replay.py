@@ -242,3 +242,21 @@ def test_a_damaged_trace_is_a_trace_error_never_a_crash(name: str) -> None:
                     played.truth(file), played.fdinfo(file)
             except TraceError:
                 pass
+
+
+@needs_fuse
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to watch the system calls")
+def test_record_only_reads(tmp_path: Path) -> None:
+    """Under strace, recording a busy device opens nothing for writing but its output file, and makes, renames or deletes nothing."""
+    out, log = tmp_path / "trace.json", tmp_path / "strace.log"
+    script = (f"strace -f -qq -o {log} -e trace=openat,open,creat,unlink,unlinkat,rename,renameat2,mkdir,mkdirat,"
+              f"truncate,ftruncate,chmod,fchmodat,chown,fchownat {sys.executable} -m vdrm record -o {out} "
+              "--samples 3 --interval 0.05")
+    result = vdrm("run", "--scenario", "demo", "--", "sh", "-c", script, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(out.read_text())["samples"][0]["clients"]) == 2
+    writes = [line for line in log.read_text().splitlines()
+              if ("O_WRONLY" in line or "O_RDWR" in line or not ("open" in line or "O_RDONLY" in line))
+              and "ENOENT" not in line and "+++" not in line and "---" not in line]
+    assert writes == [w for w in writes if f'"{out}"' in w and "O_WRONLY" in w], writes
+    assert len(writes) == 1
