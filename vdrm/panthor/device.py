@@ -8,8 +8,8 @@
 bits beyond cycles|timestamps), and its debugfs files (vdrm's ``vdrm-heaps`` and
 ``vdrm-vm``).
 
-Kernel dialects: 6.10 (merge: no fdinfo, no TIMESTAMP_INFO) to 6.18; see
-:mod:`vdrm.panthor.drv` for what each prints.
+Kernel dialects: 6.10 (the merge: no fdinfo, no TIMESTAMP_INFO) to 7.0, from the release
+table in :mod:`vdrm.panthor.releases`; :mod:`vdrm.panthor.drv` says what each prints.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from vdrm.errors import InvalidArgument
 from vdrm.panthor import ioctl as pt
 from vdrm.panthor.drv import BO_FLAGS, PROFILING_ALL, PanthorDriver
 from vdrm.panthor.ioctl import PANTHOR_IOCTLS
+from vdrm.panthor.releases import PANTHOR, PROFILING_SYSFS
 
 PLATFORM_DEVICE = "fb000000.gpu"
 PDEV_UEVENT = ("DRIVER=panthor\nOF_NAME=gpu\nOF_FULLNAME=/gpu@{address}\n"
                "OF_COMPATIBLE_0=rockchip,rk3588-mali\nOF_COMPATIBLE_1=arm,mali-valhall-csf\n"
                "OF_COMPATIBLE_N=2\nMODALIAS=of:NgpuT(null)Crockchip,rk3588-maliCarm,mali-valhall-csf\n")
-KERNEL_VERSIONS = ((6, 10), (6, 11), (6, 12), (6, 13), (6, 14), (6, 15), (6, 16), (6, 17), (6, 18))
+KERNEL_VERSIONS = PANTHOR.releases  # 6.10 (the merge) .. 7.0: vdrm.panthor.releases
 # What a scenario's BOs and jobs use: one VM, one group of one queue, per client.
 SCENARIO_VA_BASE = 1 << 32
 
@@ -86,7 +87,7 @@ class PanthorDevice(GpuDevice):
         self.driver.profiling = value
 
     def sysfs_attributes(self) -> dict[str, SysfsAttribute]:
-        if self.kernel < (6, 11):
+        if not self.driver.has(PROFILING_SYSFS):
             return {}
         return {"profiling": SysfsAttribute(lambda: f"{self.profiling}\n", self.write_profiling)}
 
@@ -152,14 +153,18 @@ class PanthorDevice(GpuDevice):
         state = self._scenario.get(file.client_id)
         if state is None:
             vm = pt.vm_create(file, 0, 0)["id"]
-            group = pt.group_create(file, vm, (1 << 16,), 1, 1, 4, 4, 1, 0x50005, 0x50005, 0x1, 0)["group_handle"]
+            group = pt.group_create(file, queues=[1 << 16], queues_stride=0, queue_priority=1, max_compute_cores=4,
+                                    max_fragment_cores=4, max_tiler_cores=1, priority=1, pad=0,
+                                    compute_core_mask=0x50005, fragment_core_mask=0x50005, tiler_core_mask=0x1,
+                                    vm_id=vm)["group_handle"]
             state = self._scenario[file.client_id] = (vm, group, SCENARIO_VA_BASE)
         return state
 
     def create_bo(self, file: DrmFile, size: int, flags: int, label: str | None) -> int:
         vm, group, va = self._scenario_state(file)
         created = pt.bo_create(file, size, flags, 0, 0)
-        pt.vm_bind(file, vm, 0, 0, 0, created["handle"], 0, va, created["size"], 0)
+        pt.vm_bind(file, vm, flags=0, ops=[], ops_stride=0, op=0, op_flags=0, bo_handle=created["handle"],
+                   bo_offset=0, va=va, size=created["size"], syncs=0)
         file.handles.lookup(created["handle"]).label = label
         self._scenario[file.client_id] = (vm, group, va + created["size"])
         return created["handle"]
@@ -178,7 +183,8 @@ class PanthorDevice(GpuDevice):
     def submit(self, file: DrmFile, engine: int, handles: list[int], duration_ns: int,
                touch: list[int]) -> None:
         _, group, _ = self._scenario_state(file)
-        pt.group_submit(file, group, 0, 0x1000000, 64, 0, 0, 0, duration_ns)
+        pt.group_submit(file, group, pad=0, queue_submits=[], queue_submits_stride=0, queue_index=0,
+                        stream_addr=0x1000000, stream_size=64, latest_flush=0, syncs=0, duration=duration_ns)
 
     def set_engine_usage(self, file: DrmFile, engine: int, busy_ns: int, cycles: int) -> None:
         usage = file.driver_priv.usage
