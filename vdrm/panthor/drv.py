@@ -24,6 +24,10 @@ interface memory), counted in fdinfo's driver-internal lines.
 
 **Tiler heaps** (``panthor_heap.c``): see :mod:`vdrm.panthor.heap`.
 
+``fdinfo_revision = "docs"`` reproduces the revision ``Documentation/gpu/panthor.rst``'s
+example was taken from: the ``panthor-*-memory`` lines with every generic memory line
+(active and purgeable included), a mix no merged release prints.
+
 fdinfo (``panthor_show_fdinfo``): 6.11+ prints, with the TIMESTAMP bit,
 ``drm-engine-panthor`` (ticks * 1e9 / 24 MHz, rounded up), with the CYCLES bit
 ``drm-cycles-panthor``, always ``drm-maxfreq-panthor``/``drm-curfreq-panthor``; 6.15+
@@ -72,6 +76,7 @@ BO_WB_MMAP = 1 << 1  # 1.6
 BO_FLAGS = {"NO_MMAP": BO_NO_MMAP}  # what a scenario may name
 
 VM_STATE_USABLE, VM_STATE_UNUSABLE = 0, 1
+DOCS_MEMORY_RULES = (6, 13)  # fdinfo_revision "docs": memory lines as before the optional ones (6.14)
 
 GROUP_STATE_TIMEDOUT = 1 << 0
 GROUP_STATE_FATAL_FAULT = 1 << 1
@@ -308,7 +313,7 @@ class PanthorDriver(Driver):
     driver_features = frozenset({"RENDER", "GEM", "SYNCOBJ", "SYNCOBJ_TIMELINE", "GEM_GPUVA"})
 
     def __init__(self, *, kernel: tuple[int, int], heap_backing: str, platform_device: str,
-                 profiling: int = 0, size_units: str = "auto"):
+                 profiling: int = 0, size_units: str = "auto", fdinfo_revision: str = "merged"):
         self.kernel = kernel
         self.version = driver_version(kernel)
         self.heap_backing = heap_backing
@@ -317,6 +322,7 @@ class PanthorDriver(Driver):
             raise InvalidArgument(f"the profiling mask has bits 0 (cycles) and 1 (timestamps), not {profiling}")
         self.profiling = profiling
         self.size_units = size_units
+        self.fdinfo_revision = fdinfo_revision
         self.max_freq_hz = MAX_FREQ_HZ
         self.cur_freq_hz = MAX_FREQ_HZ
 
@@ -406,11 +412,14 @@ class PanthorDriver(Driver):
         out.append(f"drm-maxfreq-panthor:\t{self.max_freq_hz} Hz\n")
         out.append(f"drm-curfreq-panthor:\t{self.cur_freq_hz} Hz\n")
         units = {"auto": version, "exact": (6, 7), "truncating": (6, 6)}[self.size_units]
-        if releases.PANTHOR.has(releases.FDINFO_INTERNAL_MEMORY, version):
+        docs = self.fdinfo_revision == "docs"
+        if docs or releases.PANTHOR.has(releases.FDINFO_INTERNAL_MEMORY, version):
             resident, active = self.internal_memory(file)
             out.append(size_line(self.name, "resident", "memory", resident, units))
             out.append(size_line(self.name, "active", "memory", active, units))
-        out.append(memory_lines(memory_stats(file, version), version, units=units))
+        # the docs' revision prints every memory line, as kernels before 6.14 do
+        memory_version = min(version, DOCS_MEMORY_RULES) if docs else version
+        out.append(memory_lines(memory_stats(file, memory_version), memory_version, units=units))
 
     def busy_ns(self, file: "DrmFile") -> int:
         """The engine time fdinfo would print with the TIMESTAMP bit."""
