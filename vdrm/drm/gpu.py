@@ -102,6 +102,8 @@ class GpuDevice:
     DEFAULT_ENGINE: ClassVar[str] = ""  # a scenario job's engine when it names none
     BO_FLAGS: ClassVar[Mapping[str, int]] = {}  # BO creation flags a scenario may name
     HEAP_FLAG: ClassVar[str | None] = None  # the BO flag that makes a growable heap, if any
+    TILER_HEAPS: ClassVar[bool] = False  # tiler heaps and command-stream queues (CSF GPUs)
+    MADVISE: ClassVar[bool] = False  # BOs can be marked purgeable
     PLATFORM_DEVICE: ClassVar[str] = ""  # the platform device's name (``fde60000.gpu``)
 
     def __init__(self, config: DeviceConfig, driver: Driver, ioctls: Iterable[Ioctl], *,
@@ -214,6 +216,18 @@ class GpuDevice:
         raise NotImplementedError
 
     def madvise(self, file: DrmFile, handle: int, dontneed: bool) -> None:
+        raise NotImplementedError
+
+    def setup_client(self, file: DrmFile, queues: tuple[int, ...]) -> None:
+        """Per-client state a scenario asks for before its BOs (CSF: the group's queue ring sizes)."""
+
+    def create_heap(self, file: DrmFile, chunk_size: int, initial_chunks: int, max_chunks: int,
+                    target_in_flight: int) -> int:
+        """A tiler heap (drivers with ``TILER_HEAPS``); its handle."""
+        raise NotImplementedError
+
+    def grow_heap(self, file: DrmFile, heap: int) -> None:
+        """One tiler out-of-memory event on ``heap``: it grows a chunk (ENOMEM at its limits)."""
         raise NotImplementedError
 
     def purge(self, file: DrmFile, handle: int) -> None:

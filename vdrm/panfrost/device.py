@@ -86,6 +86,7 @@ class PanfrostDevice(GpuDevice):
     DEFAULT_ENGINE = "vertex-tiler"
     BO_FLAGS = {name: bit for name, bit in BO_FLAGS.items() if name != "WB_MMAP"}
     HEAP_FLAG = "HEAP"
+    MADVISE = True
     PLATFORM_DEVICE = PLATFORM_DEVICE
 
     def __init__(self, config: DeviceConfig = DeviceConfig(), *, services: Services | None = None,

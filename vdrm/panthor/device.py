@@ -8,29 +8,34 @@
 bits beyond cycles|timestamps), and its debugfs files (vdrm's ``vdrm-heaps`` and
 ``vdrm-vm``).
 
-Kernel dialects: 6.10 (merge: no fdinfo, no TIMESTAMP_INFO) to 6.18; see
-:mod:`vdrm.panthor.drv` for what each prints.
+Kernel dialects: 6.10 (the merge: no fdinfo, no TIMESTAMP_INFO) to 7.0, from the release
+table in :mod:`vdrm.panthor.releases`; :mod:`vdrm.panthor.drv` says what each prints.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from vdrm.drm import debugfs as core_debugfs
 from vdrm.drm.file import DrmFile
 from vdrm.drm.fdinfo import memory_stats
 from vdrm.drm.gpu import DeviceConfig, GpuDevice, Services, SysfsAttribute
 from vdrm.errors import InvalidArgument
 from vdrm.panthor import ioctl as pt
-from vdrm.panthor.drv import BO_FLAGS, PROFILING_ALL, PanthorDriver
+from vdrm.panthor.drv import BO_FLAGS, PROFILING_ALL, PROFILING_TIMESTAMP, PanthorDriver
 from vdrm.panthor.ioctl import PANTHOR_IOCTLS
+from vdrm.panthor.releases import PANTHOR, PROFILING_SYSFS
 
 PLATFORM_DEVICE = "fb000000.gpu"
 PDEV_UEVENT = ("DRIVER=panthor\nOF_NAME=gpu\nOF_FULLNAME=/gpu@{address}\n"
                "OF_COMPATIBLE_0=rockchip,rk3588-mali\nOF_COMPATIBLE_1=arm,mali-valhall-csf\n"
                "OF_COMPATIBLE_N=2\nMODALIAS=of:NgpuT(null)Crockchip,rk3588-maliCarm,mali-valhall-csf\n")
-KERNEL_VERSIONS = ((6, 10), (6, 11), (6, 12), (6, 13), (6, 14), (6, 15), (6, 16), (6, 17), (6, 18))
-# What a scenario's BOs and jobs use: one VM, one group of one queue, per client.
+KERNEL_VERSIONS = PANTHOR.releases  # 6.10 (the merge) .. 7.0: vdrm.panthor.releases
+# What a scenario's BOs and jobs use: one VM, one group (one 64K queue unless the client
+# lists its queues), BOs bound one after another from 4 GiB; EXCLUSIVE_VM (a scenario's
+# name, not a uAPI bit) makes a BO private to the client's VM.
 SCENARIO_VA_BASE = 1 << 32
+SCENARIO_EXCLUSIVE_VM = 1 << 31
 
 
 def kstrtou32(text: str) -> int:
@@ -52,8 +57,9 @@ class PanthorDevice(GpuDevice):
     KERNEL_VERSIONS = KERNEL_VERSIONS
     ENGINES = ("panthor",)
     DEFAULT_ENGINE = "panthor"
-    BO_FLAGS = BO_FLAGS
+    BO_FLAGS = {**BO_FLAGS, "EXCLUSIVE_VM": SCENARIO_EXCLUSIVE_VM}
     HEAP_FLAG = None
+    TILER_HEAPS = True
     PLATFORM_DEVICE = PLATFORM_DEVICE
 
     def __init__(self, config: DeviceConfig = DeviceConfig(kernel=(6, 18)), *, services: Services | None = None,
@@ -61,7 +67,7 @@ class PanthorDevice(GpuDevice):
         driver = PanthorDriver(kernel=config.kernel, heap_backing=config.heap_backing,
                                platform_device=PLATFORM_DEVICE,
                                profiling=PROFILING_ALL if config.profiling is True else int(config.profiling),
-                               size_units=config.size_units)
+                               size_units=config.size_units, fdinfo_revision=config.fdinfo_revision)
         super().__init__(config, driver, PANTHOR_IOCTLS, services=services, index=index)
         self._scenario: dict[int, tuple[int, int, int]] = {}  # client id -> (vm, group, next va)
 
@@ -86,13 +92,18 @@ class PanthorDevice(GpuDevice):
         self.driver.profiling = value
 
     def sysfs_attributes(self) -> dict[str, SysfsAttribute]:
-        if self.kernel < (6, 11):
+        if not self.driver.has(PROFILING_SYSFS):
             return {}
         return {"profiling": SysfsAttribute(lambda: f"{self.profiling}\n", self.write_profiling)}
 
     def debugfs_files(self) -> dict[str, Callable[[], str]]:
+        """The DRM core's ``clients`` and ``gem_names``, and vdrm's ``vdrm-heaps`` and ``vdrm-vm``.
+
+        Not emulated: Panthor's own ``gpuvas`` (``panthor_mmu_debugfs_init``) and ``gems``.
+        """
         self.update()
-        return {"vdrm-heaps": self._debugfs_heaps, "vdrm-vm": self._debugfs_vm}
+        return {"clients": lambda: core_debugfs.clients(self.drm), "gem_names": lambda: core_debugfs.gem_names(self.drm),
+                "vdrm-heaps": self._debugfs_heaps, "vdrm-vm": self._debugfs_vm}
 
     def _debugfs_heaps(self) -> str:
         out = []
@@ -123,7 +134,10 @@ class PanthorDevice(GpuDevice):
         return {cid: [self.driver.busy_ns(f)] for cid, f in self.drm.files.items()}
 
     def truth(self, file: DrmFile) -> dict:
-        """What a correct parser arrives at for ``file`` over the last clock step (one engine)."""
+        """What a correct parser arrives at for ``file`` over the last clock step: one engine,
+        whose utilisation is None while the profiling mask lacks timestamps (no
+        drm-engine-panthor line to compute it from); busy time counts only jobs queued
+        while that bit was set, as the fdinfo line does."""
         self.update()
         step = self.timeline.last_step
         drv = self.driver
@@ -138,7 +152,8 @@ class PanthorDevice(GpuDevice):
                       "step_end_ns": step.end_ns, "step_ns": step.step_ns},
             "profiling": drv.profiling,
             "engines": {"panthor": {"busy_ns": busy, "delta_ns": busy - before,
-                                    "utilisation": (busy - before) / step.step_ns if step.step_ns else None,
+                                    "utilisation": ((busy - before) / step.step_ns
+                                                    if step.step_ns and drv.profiling & PROFILING_TIMESTAMP else None),
                                     "cycles": file.driver_priv.usage.cycles, "maxfreq_hz": drv.max_freq_hz,
                                     "curfreq_hz": drv.cur_freq_hz}},
             "memory": {"total": stats.total, "shared": stats.shared, "resident": stats.resident,
@@ -148,21 +163,37 @@ class PanthorDevice(GpuDevice):
 
     # -- what a scenario does: each client gets one VM and one group, BOs bound in turn ----
 
-    def _scenario_state(self, file: DrmFile) -> tuple[int, int, int]:
+    def setup_client(self, file: DrmFile, queues: tuple[int, ...]) -> None:
+        self._scenario_state(file, queues or (1 << 16,))
+
+    def _scenario_state(self, file: DrmFile, queues: tuple[int, ...] = (1 << 16,)) -> tuple[int, int, int]:
         state = self._scenario.get(file.client_id)
         if state is None:
             vm = pt.vm_create(file, 0, 0)["id"]
-            group = pt.group_create(file, vm, (1 << 16,), 1, 1, 4, 4, 1, 0x50005, 0x50005, 0x1, 0)["group_handle"]
+            group = pt.group_create(file, queues=list(queues), queues_stride=0, queue_priority=1,
+                                    max_compute_cores=4, max_fragment_cores=4, max_tiler_cores=1, priority=1, pad=0,
+                                    compute_core_mask=0x50005, fragment_core_mask=0x50005, tiler_core_mask=0x1,
+                                    vm_id=vm)["group_handle"]
             state = self._scenario[file.client_id] = (vm, group, SCENARIO_VA_BASE)
         return state
 
     def create_bo(self, file: DrmFile, size: int, flags: int, label: str | None) -> int:
         vm, group, va = self._scenario_state(file)
-        created = pt.bo_create(file, size, flags, 0, 0)
-        pt.vm_bind(file, vm, 0, 0, 0, created["handle"], 0, va, created["size"], 0)
+        exclusive = vm if flags & SCENARIO_EXCLUSIVE_VM else 0
+        created = pt.bo_create(file, size, flags & ~SCENARIO_EXCLUSIVE_VM, exclusive, 0)
+        pt.vm_bind(file, vm, flags=0, ops=[], ops_stride=0, op=0, op_flags=0, bo_handle=created["handle"],
+                   bo_offset=0, va=va, size=created["size"], syncs=0)
         file.handles.lookup(created["handle"]).label = label
         self._scenario[file.client_id] = (vm, group, va + created["size"])
         return created["handle"]
+
+    def create_heap(self, file: DrmFile, chunk_size: int, initial_chunks: int, max_chunks: int,
+                    target_in_flight: int) -> int:
+        vm, _, _ = self._scenario_state(file)
+        return pt.tiler_heap_create(file, vm, initial_chunks, chunk_size, max_chunks, target_in_flight)["handle"]
+
+    def grow_heap(self, file: DrmFile, heap: int) -> None:
+        pt.tiler_oom(file, heap, 1, 0)
 
     def bo_va(self, file: DrmFile, handle: int) -> int:
         bo = file.handles.lookup(handle)
@@ -178,7 +209,8 @@ class PanthorDevice(GpuDevice):
     def submit(self, file: DrmFile, engine: int, handles: list[int], duration_ns: int,
                touch: list[int]) -> None:
         _, group, _ = self._scenario_state(file)
-        pt.group_submit(file, group, 0, 0x1000000, 64, 0, 0, 0, duration_ns)
+        pt.group_submit(file, group, pad=0, queue_submits=[], queue_submits_stride=0, queue_index=0,
+                        stream_addr=0x1000000, stream_size=64, latest_flush=0, syncs=0, duration=duration_ns)
 
     def set_engine_usage(self, file: DrmFile, engine: int, busy_ns: int, cycles: int) -> None:
         usage = file.driver_priv.usage

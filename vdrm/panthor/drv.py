@@ -24,6 +24,10 @@ interface memory), counted in fdinfo's driver-internal lines.
 
 **Tiler heaps** (``panthor_heap.c``): see :mod:`vdrm.panthor.heap`.
 
+``fdinfo_revision = "docs"`` reproduces the revision ``Documentation/gpu/panthor.rst``'s
+example was taken from: the ``panthor-*-memory`` lines with every generic memory line
+(active and purgeable included), a mix no merged release prints.
+
 fdinfo (``panthor_show_fdinfo``): 6.11+ prints, with the TIMESTAMP bit,
 ``drm-engine-panthor`` (ticks * 1e9 / 24 MHz, rounded up), with the CYCLES bit
 ``drm-cycles-panthor``, always ``drm-maxfreq-panthor``/``drm-curfreq-panthor``; 6.15+
@@ -44,6 +48,7 @@ from vdrm.drm.gem import OBJECT_RESIDENT
 from vdrm.drm.gem_shmem import ShmemObject
 from vdrm.errors import InvalidArgument, KernelBug, OutOfMemory
 from vdrm.mm.page_alloc import PAGE_SIZE
+from vdrm.panthor import releases
 
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
@@ -67,9 +72,11 @@ FULL_VA_RANGE = 1 << VA_BITS
 MIN_KERNEL_VA_SIZE = 1 << 32  # what vdrm leaves above the user range by default
 
 BO_NO_MMAP = 1 << 0
-BO_FLAGS = {"NO_MMAP": BO_NO_MMAP}
+BO_WB_MMAP = 1 << 1  # 1.6
+BO_FLAGS = {"NO_MMAP": BO_NO_MMAP}  # what a scenario may name
 
 VM_STATE_USABLE, VM_STATE_UNUSABLE = 0, 1
+DOCS_MEMORY_RULES = (6, 13)  # fdinfo_revision "docs": memory lines as before the optional ones (6.14)
 
 GROUP_STATE_TIMEDOUT = 1 << 0
 GROUP_STATE_FATAL_FAULT = 1 << 1
@@ -96,14 +103,9 @@ CSIF_INFO = {"csg_slot_count": 8, "cs_slot_count": MAX_CS_PER_CSG, "cs_reg_count
 
 
 def driver_version(kernel: tuple[int, int]) -> tuple[int, int, int]:
-    """``DRM_IOCTL_VERSION`` of Panthor in kernel ``kernel`` (1.0 at merge, 6.10)."""
-    if kernel >= (6, 13):
-        return (1, 3, 0)
-    if kernel >= (6, 12):
-        return (1, 2, 0)
-    if kernel >= (6, 11):
-        return (1, 1, 0)
-    return (1, 0, 0)
+    """``DRM_IOCTL_VERSION`` of Panthor in kernel ``kernel``: the release table's newest bump."""
+    major, minor = releases.PANTHOR.driver_version(kernel)
+    return (major, minor, 0)
 
 
 class PanthorBo(ShmemObject):
@@ -120,6 +122,7 @@ class PanthorBo(ShmemObject):
         self.exclusive_vm = exclusive_vm
         self.label: str | None = None
         self.bindings = 0  # VM mappings pinning the pages
+        self.syncs = 0  # BO_SYNC operations on it (cache maintenance, counted)
 
     def has_status(self) -> bool:
         return True
@@ -291,6 +294,7 @@ class PanthorFile:
     vms: dict[int, Vm] = field(default_factory=dict)
     groups: dict[int, Group] = field(default_factory=dict)
     usage: GpuUsage = field(default_factory=GpuUsage)
+    user_mmio_offset: int | None = None  # SET_USER_MMIO_OFFSET; None: by the caller's pgoff_t
 
 
 def kernel_bo(dev, size: int) -> ShmemObject:
@@ -309,7 +313,7 @@ class PanthorDriver(Driver):
     driver_features = frozenset({"RENDER", "GEM", "SYNCOBJ", "SYNCOBJ_TIMELINE", "GEM_GPUVA"})
 
     def __init__(self, *, kernel: tuple[int, int], heap_backing: str, platform_device: str,
-                 profiling: int = 0, size_units: str = "auto"):
+                 profiling: int = 0, size_units: str = "auto", fdinfo_revision: str = "merged"):
         self.kernel = kernel
         self.version = driver_version(kernel)
         self.heap_backing = heap_backing
@@ -318,12 +322,17 @@ class PanthorDriver(Driver):
             raise InvalidArgument(f"the profiling mask has bits 0 (cycles) and 1 (timestamps), not {profiling}")
         self.profiling = profiling
         self.size_units = size_units
+        self.fdinfo_revision = fdinfo_revision
         self.max_freq_hz = MAX_FREQ_HZ
         self.cur_freq_hz = MAX_FREQ_HZ
 
     def bind(self, dev) -> None:
         super().bind(dev)
         self.clock: "Clock" = dev.clock
+
+    def has(self, feature: str) -> bool:
+        """Whether the emulated release has ``feature`` (:data:`vdrm.panthor.releases.PANTHOR`)."""
+        return releases.PANTHOR.has(feature, self.kernel)
 
     # -- files ----------------------------------------------------------------------
 
@@ -371,7 +380,7 @@ class PanthorDriver(Driver):
     # -- fdinfo ---------------------------------------------------------------------
 
     def has_fdinfo(self, version: tuple[int, int]) -> bool:
-        return version >= (6, 11)
+        return releases.PANTHOR.has(releases.FDINFO, version)
 
     def internal_memory(self, file: "DrmFile") -> tuple[int, int]:
         """(resident, active) bytes of the file's kernel-owned BOs (``panthor_group_kbo_sizes``,
@@ -403,11 +412,14 @@ class PanthorDriver(Driver):
         out.append(f"drm-maxfreq-panthor:\t{self.max_freq_hz} Hz\n")
         out.append(f"drm-curfreq-panthor:\t{self.cur_freq_hz} Hz\n")
         units = {"auto": version, "exact": (6, 7), "truncating": (6, 6)}[self.size_units]
-        if version >= (6, 15):
+        docs = self.fdinfo_revision == "docs"
+        if docs or releases.PANTHOR.has(releases.FDINFO_INTERNAL_MEMORY, version):
             resident, active = self.internal_memory(file)
             out.append(size_line(self.name, "resident", "memory", resident, units))
             out.append(size_line(self.name, "active", "memory", active, units))
-        out.append(memory_lines(memory_stats(file, version), version, units=units))
+        # the docs' revision prints every memory line, as kernels before 6.14 do
+        memory_version = min(version, DOCS_MEMORY_RULES) if docs else version
+        out.append(memory_lines(memory_stats(file, memory_version), memory_version, units=units))
 
     def busy_ns(self, file: "DrmFile") -> int:
         """The engine time fdinfo would print with the TIMESTAMP bit."""

@@ -84,7 +84,8 @@ DEFAULT_FD_FLAGS = 0o2100002  # O_RDWR | O_LARGEFILE (x86-64) | O_CLOEXEC
 DEFAULT_MNT_ID = 27
 SIZE_UNITS = ("auto", "exact", "truncating")
 SZ_2M = 2 << 20  # heaps fault in 2 MiB at a time
-EVENT_KINDS = ("engine_skew", "profiling", "curfreq", "close_client", "madvise", "fault")
+EVENT_KINDS = ("engine_skew", "profiling", "curfreq", "close_client", "madvise", "fault", "tiler_oom")
+PROFILING_MAX = 3  # Panthor's mask (cycles | timestamps); Panfrost's 0/1 is true/false
 
 
 
@@ -111,6 +112,18 @@ class BoSpec:
 
 
 @dataclass(frozen=True)
+class HeapSpec:
+    """A tiler heap (drivers with ``TILER_HEAPS``): chunks of ``chunk_size``, grown by events."""
+
+    id: str
+    chunk_size: int
+    initial_chunks: int
+    max_chunks: int
+    target_in_flight: int
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class ClientSpec:
     id: str
     minor: int
@@ -119,6 +132,8 @@ class ClientSpec:
     line: int = 0
     usage: dict[str, tuple[int, int]] = field(default_factory=dict)  # engine -> (ns, cycles) at start
     gpu: int = 0  # the card its node belongs to
+    heaps: tuple[HeapSpec, ...] = ()
+    queues: tuple[int, ...] = ()  # ring-buffer sizes of the client's group (drivers with TILER_HEAPS)
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,7 @@ class JobSpec:
     bos: tuple[str, ...]
     touch: tuple[tuple[str, int], ...]
     line: int = 0
+    tiler_oom: tuple[str, ...] = ()  # heaps that run out of memory once per run of the job
 
 
 @dataclass(frozen=True)
@@ -159,7 +175,7 @@ class EventSpec:
 @dataclass(frozen=True)
 class DeviceSpec:
     kernel: tuple[int, int] = (6, 18)
-    profiling: bool = True
+    profiling: bool | int = True
     heap_backing: str = "sparse"
     ram_size: int = 1 << 30
     first_client_id: int = 1
@@ -194,6 +210,7 @@ class ScenarioSpec:
     processes: tuple[ProcessSpec, ...]
     jobs: tuple[JobSpec, ...]
     events: tuple[EventSpec, ...]
+    inodes: dict[int, int] = field(default_factory=dict)  # minor -> the node's inode number in fdinfo
 
 
 class _Lines:
@@ -327,16 +344,26 @@ def loads(text: str, path: str = "<scenario>") -> ScenarioSpec:
     clock_start = clock.duration("start", 0)
     clock.check_unknown()
     mnt_id = top.get("mnt_id", int, DEFAULT_MNT_ID)
+    inodes = {}
+    for node, ino in top.get("inodes", dict, {}).items():
+        if node not in device.nodes():
+            raise top.fail("inodes", f"inodes names {node!r}, not a node of this machine "
+                                     f"({', '.join(sorted(device.nodes()))})")
+        if not isinstance(ino, int) or isinstance(ino, bool) or ino <= 0:
+            raise top.fail("inodes", f"inodes.{node} must be a positive inode number")
+        inodes[device.nodes()[node][0]] = ino
 
     clients = _clients(path, lines, top.get("client", list, []), device)
     client_ids = {c.id for c in clients}
     bo_ids = {b.id: (c.id, b) for c in clients for b in c.bos}
+    heap_ids = {h.id: c.id for c in clients for h in c.heaps}
     processes = _processes(path, lines, top.get("process", list, []), client_ids)
     gpu_of = {c.id: device.classes()[c.gpu] for c in clients}
-    jobs = _jobs(path, lines, top.get("job", list, []), client_ids, bo_ids, gpu_of)
-    events = _events(path, lines, top.get("event", list, []), client_ids, bo_ids, gpu_of, device.classes())
+    jobs = _jobs(path, lines, top.get("job", list, []), client_ids, bo_ids, gpu_of, heap_ids)
+    events = _events(path, lines, top.get("event", list, []), client_ids, bo_ids, gpu_of, device.classes(),
+                     heap_ids)
     top.check_unknown()
-    return ScenarioSpec(path, description, device, clock_start, mnt_id, clients, processes, jobs, events)
+    return ScenarioSpec(path, description, device, clock_start, mnt_id, clients, processes, jobs, events, inodes)
 
 
 def _device(r: _Reader) -> DeviceSpec:
@@ -379,7 +406,11 @@ def _device(r: _Reader) -> DeviceSpec:
     revision = r.get("fdinfo_revision", str, "merged")
     if revision not in ("merged", "docs"):
         raise r.fail("fdinfo_revision", f"fdinfo_revision must be merged or docs, not {revision!r}")
-    spec = DeviceSpec(kernel=kernel, profiling=r.get("profiling", bool, True), heap_backing=backing,
+    profiling = r.get("profiling", (bool, int), True)
+    if not isinstance(profiling, bool) and not 0 <= profiling <= PROFILING_MAX:
+        raise r.fail("profiling", f"profiling is true, false or a mask 0..{PROFILING_MAX} (Panthor: 1 cycles, "
+                                  "2 timestamps)")
+    spec = DeviceSpec(kernel=kernel, profiling=profiling, heap_backing=backing,
                       fdinfo_revision=revision,
                       ram_size=r.size("ram", 1 << 30), first_client_id=first_id, size_units=units,
                       seed=r.get("seed", int, 0), fragmentation=float(frag),
@@ -420,6 +451,29 @@ def _clients(path: str, lines: _Lines, items: list[Any], device: DeviceSpec) -> 
                 raise br.fail("id", f"BO id {bo.id!r} is used twice (BO ids are scenario-wide)")
             seen_bos.add(bo.id)
             bos.append(bo)
+        heap_lines = lines.headers("client.heap")
+        heaps = []
+        for j, heap_item in enumerate(r.get("heap", list, [])):
+            mine = [h for h in heap_lines if (line or 0) < h and (end is None or h < end)]
+            hr = _Reader(path, lines, heap_item, f"client {cid!r} heap #{j + 1}", mine[j] if j < len(mine) else line)
+            if not gpu.TILER_HEAPS:
+                raise hr.fail(None, f"{gpu.DRIVER} has no tiler heaps (its heaps are HEAP BOs that fault in)")
+            heap = _heap(hr)
+            if heap.id in seen_bos:
+                raise hr.fail("id", f"id {heap.id!r} is used twice (BO and heap ids are scenario-wide)")
+            seen_bos.add(heap.id)
+            heaps.append(heap)
+        queues = r.get("queues", list, [])
+        if queues and not gpu.TILER_HEAPS:
+            raise r.fail("queues", f"{gpu.DRIVER} has no command-stream queues")
+        ring_sizes = []
+        for q in queues:
+            size = _size_value(r, "queues", q)
+            if size < 4096 or size > 65536 or size & (size - 1):
+                raise r.fail("queues", f"a queue's ring buffer is a power of two from 4K to 64K, not {q!r}")
+            ring_sizes.append(size)
+        if len(ring_sizes) > 8:
+            raise r.fail("queues", "a group has at most 8 queues")
         usage = {}
         for engine, value in r.get("usage", dict, {}).items():
             if (not isinstance(value, list) or len(value) != 2
@@ -427,7 +481,7 @@ def _clients(path: str, lines: _Lines, items: list[Any], device: DeviceSpec) -> 
                 raise r.fail("usage", f"usage.{engine} is [busy_ns, cycles], two non-negative integers")
             usage[_engine(r, "usage", engine, [gpu])] = (value[0], value[1])
         r.check_unknown()
-        out.append(ClientSpec(cid, minor, name, tuple(bos), line or 0, usage, card))
+        out.append(ClientSpec(cid, minor, name, tuple(bos), line or 0, usage, card, tuple(heaps), tuple(ring_sizes)))
     ids = {c.id for c in out}
     for c in out:
         for bo in c.bos:
@@ -436,6 +490,35 @@ def _clients(path: str, lines: _Lines, items: list[Any], device: DeviceSpec) -> 
                     raise ScenarioError(path, bo.line, f"BO {bo.id!r}: share_with names {other!r}, "
                                         f"which is not another client")
     return tuple(out)
+
+
+def _size_value(r: _Reader, key: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if not isinstance(value, str):
+        raise r.fail(key, f"{value!r} is not a size")
+    try:
+        return parse_size(value, key)
+    except InvalidArgument as e:
+        raise r.fail(key, str(e)) from None
+
+
+def _heap(r: _Reader) -> HeapSpec:
+    hid = r.get("id", str, required=True)
+    chunk = r.size("chunk_size", 2 << 20)
+    if chunk % 4096 or not (128 << 10) <= chunk <= (8 << 20):
+        raise r.fail("chunk_size", "chunk_size is page-aligned, from 128K to 8M")
+    initial = r.get("initial_chunks", int, 1)
+    max_chunks = r.get("max_chunks", int, 64)
+    if initial < 1 or max_chunks < initial:
+        raise r.fail("max_chunks" if initial >= 1 else "initial_chunks",
+                     "initial_chunks >= 1 and max_chunks >= initial_chunks")
+    target = r.get("target_in_flight", int, 1)
+    if target < 1:
+        raise r.fail("target_in_flight", "target_in_flight is at least 1")
+    spec = HeapSpec(hid, chunk, initial, max_chunks, target, r.line or 0)
+    r.check_unknown()
+    return spec
 
 
 def _bo(r: _Reader, gpu: type[GpuDevice]) -> BoSpec:
@@ -459,6 +542,8 @@ def _bo(r: _Reader, gpu: type[GpuDevice]) -> BoSpec:
     if resident % SZ_2M or resident > rounded:
         raise r.fail("resident", f"resident must be a multiple of 2M and at most the heap size ({rounded})")
     madvise = r.get("madvise", str, None)
+    if madvise is not None and not gpu.MADVISE:
+        raise r.fail("madvise", f"{gpu.DRIVER} has no madvise")
     if madvise not in (None, "WILLNEED", "DONTNEED"):
         raise r.fail("madvise", f"madvise must be WILLNEED or DONTNEED, not {madvise!r}")
     share = r.get("share_with", list, [])
@@ -528,8 +613,16 @@ def _address(r: _Reader, key: str, text: Any, bos: dict[str, Any]) -> tuple[str,
     return (name.strip(), off)
 
 
+def _own_heap(r: _Reader, key: str, name: Any, client: str | None, heaps: dict[str, str]) -> str:
+    if not isinstance(name, str) or name not in heaps:
+        raise r.fail(key, f"{name!r} is not a heap id")
+    if heaps[name] != client:
+        raise r.fail(key, f"heap {name!r} belongs to client {heaps[name]!r}, not {client!r}")
+    return name
+
+
 def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any],
-          gpu_of: dict[str, type[GpuDevice]]) -> tuple[JobSpec, ...]:
+          gpu_of: dict[str, type[GpuDevice]], heaps: dict[str, str]) -> tuple[JobSpec, ...]:
     headers = lines.headers("job")
     out = []
     for i, item in enumerate(items):
@@ -554,13 +647,15 @@ def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: di
             if bos[b][0] != client and client not in bos[b][1].share_with:
                 raise r.fail("bos", f"BO {b!r} is not reachable by client {client!r} (share it first)")
         touch = tuple(_address(r, "touch", t, bos) for t in r.get("touch", list, []))
+        ooms = tuple(_own_heap(r, "tiler_oom", h, client, heaps) for h in r.get("tiler_oom", list, []))
         r.check_unknown()
-        out.append(JobSpec(client, engine, at, duration, every, count, tuple(job_bos), touch, r.line or 0))
+        out.append(JobSpec(client, engine, at, duration, every, count, tuple(job_bos), touch, r.line or 0, ooms))
     return tuple(out)
 
 
 def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any],
-            gpu_of: dict[str, type[GpuDevice]], classes: list[type[GpuDevice]]) -> tuple[EventSpec, ...]:
+            gpu_of: dict[str, type[GpuDevice]], classes: list[type[GpuDevice]],
+            heaps: dict[str, str]) -> tuple[EventSpec, ...]:
     headers = lines.headers("event")
     out = []
     for i, item in enumerate(items):
@@ -573,13 +668,23 @@ def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: 
         if len(kinds) != 1:
             raise r.fail(None, f"an event does exactly one of: {', '.join(EVENT_KINDS)}")
         kind = kinds[0]
-        if kind in ("engine_skew", "close_client", "madvise", "fault") and client is None:
+        if kind in ("engine_skew", "close_client", "madvise", "fault", "tiler_oom") and client is None:
             raise r.fail(kind, f"{kind} needs a client")
+        gpu = gpu_of.get(client)
+        if kind == "fault" and not gpu.HEAP_FLAG:
+            raise r.fail(kind, f"{gpu.DRIVER} binds BOs whole: there are no GPU page faults to play "
+                               "(tiler heaps grow with tiler_oom)")
+        if kind == "madvise" and not gpu.MADVISE:
+            raise r.fail(kind, f"{gpu.DRIVER} has no madvise")
         if kind == "engine_skew":
             value = {_engine(r, kind, e, [gpu_of[client]]): _duration(r, kind, d, True)
                      for e, d in r.get(kind, dict).items()}
         elif kind == "profiling":
-            value = r.get(kind, bool)
+            value = r.get(kind, (bool, int))
+            if not isinstance(value, bool) and not 0 <= value <= PROFILING_MAX:
+                raise r.fail(kind, f"profiling is true, false or a mask 0..{PROFILING_MAX}")
+        elif kind == "tiler_oom":
+            value = _own_heap(r, kind, r.get(kind, str), client, heaps)
         elif kind == "curfreq":
             value = {}
             for e, hz in r.get(kind, dict).items():

@@ -52,10 +52,11 @@ class EmulatedFd:
     flags: int
     mnt_id: int
     pos: int = 0
+    node_ino: int | None = None  # the scenario's inode number for the node, if it sets one
 
     @property
     def ino(self) -> int:
-        return node_ino(self.file.minor)
+        return self.node_ino or node_ino(self.file.minor)
 
     @property
     def target(self) -> str:
@@ -115,6 +116,7 @@ class Scenario:
                     gpu.set_frequency(gpu.ENGINES.index(engine), hz, current_only=True)
         self.clients: dict[str, DrmFile] = {}
         self.handles: dict[tuple[str, str], int] = {}  # (client id, BO id) -> handle
+        self.heaps: dict[str, tuple[str, int]] = {}  # heap id -> (client id, heap handle)
         self.processes: dict[int, EmulatedProcess] = {}
         self._build()
 
@@ -141,8 +143,13 @@ class Scenario:
         for c in spec.clients:
             file = self.clients[c.id]
             gpu = self.machine.of(file)
+            if c.queues:
+                gpu.setup_client(file, c.queues)
             for bo in c.bos:
                 self.handles[(c.id, bo.id)] = gpu.create_bo(file, bo.size, bo.flags, bo.label)
+            for heap in c.heaps:
+                self.heaps[heap.id] = (c.id, gpu.create_heap(file, heap.chunk_size, heap.initial_chunks,
+                                                             heap.max_chunks, heap.target_in_flight))
         for c in spec.clients:
             for bo in c.bos:
                 if not bo.share_with:
@@ -164,8 +171,9 @@ class Scenario:
         for p in spec.processes:
             proc = EmulatedProcess(p.pid, p.ppid, p.comm, p.cmdline, p.uid, p.gid, spec.clock_start)
             for fd, client_id in sorted(p.fds.items()):
-                proc.fds[fd] = EmulatedFd(fd, self.clients[client_id], p.fd_flags.get(fd, DEFAULT_FD_FLAGS),
-                                          spec.mnt_id)
+                file = self.clients[client_id]
+                proc.fds[fd] = EmulatedFd(fd, file, p.fd_flags.get(fd, DEFAULT_FD_FLAGS), spec.mnt_id,
+                                          node_ino=spec.inodes.get(file.minor))
             self.processes[p.pid] = proc
         start = spec.clock_start
         for job in spec.jobs:
@@ -189,9 +197,23 @@ class Scenario:
         touch = [(self.va(job.client, bo) if bo else 0) + off for bo, off in job.touch]
         gpu = self.machine.of(file)
         gpu.submit(file, gpu.ENGINES.index(job.engine), handles, job.duration, touch)
+        for heap in job.tiler_oom:
+            self._tiler_oom(heap, job.line)
         if remaining > 1:
             at = self.device.clock.now_ns() + job.every
             self.device.schedule(at, lambda: self._submit(job, remaining - 1))
+
+    def _tiler_oom(self, heap_id: str, line: int) -> None:
+        """One tiler out-of-memory event; at the heap's limits the kernel says no (ENOMEM),
+        which the firmware handles by waiting: logged, as the story goes on."""
+        client_id, handle = self.heaps[heap_id]
+        file = self.clients[client_id]
+        if file.closed:
+            return
+        try:
+            self.machine.of(file).grow_heap(file, handle)
+        except VdrmError as err:
+            self.machine.log.printk(KERN_INFO, f"vdrm: scenario tiler_oom at line {line}: {err}")
 
     def _event(self, event) -> None:
         file = self.clients.get(event.client) if event.client else None
@@ -217,6 +239,8 @@ class Scenario:
         elif event.kind == "madvise":
             handle = self.handles[(event.client, event.value["bo"])]
             gpus[0].madvise(file, handle, event.value["madv"] == "DONTNEED")
+        elif event.kind == "tiler_oom":
+            self._tiler_oom(event.value, event.line)
         elif event.kind == "fault":
             bo, off = event.value
             try:
