@@ -54,7 +54,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from vdrm.drm import auth, gem, grammar
-from vdrm.drm.uaccess import UserMemory, copy_from_user, copy_to_user
+from vdrm.drm.uaccess import USER_ADDR_MAX, UserMemory, copy_from_user, copy_to_user
 from vdrm.drm.uapi import (DRM_COMMAND_BASE, DRM_COMMAND_END, DRM_IO, DRM_IOCTL_BASE, DRM_IOR,
                            DRM_IOW, DRM_IOWR, IOC_IN, IOC_OUT, Field, IoctlNumber, Struct,
                            UserBuffer, UserBytes, UserString, ioc_nr, ioc_size, ioc_type)
@@ -396,6 +396,8 @@ def drm_ioctl(file: "DrmFile", cmd: int, argp: int, mem: UserMemory) -> int:
     The caller owns the fd-level view: ``file`` is the DRM file behind the fd (a dup'd fd
     is the same file); the bridge turns the return value into the syscall's result.
     """
+    cmd &= 0xFFFF_FFFF  # unsigned int cmd
+    argp &= USER_ADDR_MAX  # unsigned long arg
     if ioc_type(cmd) != DRM_IOCTL_BASE:
         return -_errno.ENOTTY
     table = file.dev.ioctls if file.dev.ioctls is not None else core_table()
