@@ -39,6 +39,14 @@ of their name (or ``Field.result``); output string buffers (VERSION) take a stri
   before the handler's own, so a request both invalid and faulting answers EFAULT where
   the kernel's handler might answer EINVAL first.
 
+Sources followed (facts, not code): ``drm_ioctl()``, ``drm_ioctl_permit()``, the
+``drm_ioctls[]`` flags, ``drm_getcap``, ``drm_setclientcap``, ``drm_setversion``,
+``drm_copy_field`` and ``drm_getunique`` from a 6.6 ``drivers/gpu/drm/drm_ioctl.c``;
+``drm_auth.c`` (torvalds/linux) for GET_MAGIC/AUTH_MAGIC and master handling; struct
+layouts from ``include/uapi/drm/drm.h`` and ``panfrost_drm.h`` (torvalds/linux, plus the
+1.4/1.5 additions in the project's kernel reference, section 3.1, and the JM context
+series on dri-devel, Sep 2025: the merged ``drm_panfrost_jm_ctx_create`` is 8 bytes).
+
 Differences from the kernel, on purpose: core ioctls vdrm does not declare (legacy, mode
 setting, SYNCOBJ) answer EINVAL as a hole in the table would; PRIME_HANDLE_TO_FD /
 FD_TO_HANDLE check their arguments and then answer EOPNOTSUPP, because installing a
