@@ -96,13 +96,6 @@ DYNAMIC_TIMEOUT = 1.0
 # The DRM nodes: name, minor, by-path suffix.
 NODES = (("card0", 0, "card"), ("renderD128", 128, "render"))
 
-# The emulated board's device-tree node for the GPU (an RK3568's Mali-G52), as the
-# platform device's uevent shows it.
-_PDEV_UEVENT = ("DRIVER=panfrost\nOF_NAME=gpu\nOF_FULLNAME=/gpu@{address}\n"
-                "OF_COMPATIBLE_0=rockchip,rk3568-mali\nOF_COMPATIBLE_1=arm,mali-bifrost\n"
-                "OF_COMPATIBLE_N=2\nMODALIAS=of:NgpuT(null)Crockchip,rk3568-maliCarm,mali-bifrost\n")
-
-
 class Kind(enum.Enum):
     """What a path is, which decides its file type and what an open of it gives."""
 
@@ -254,7 +247,9 @@ def _clock_store(tree: "Tree", a: dict, text: str) -> None:
 
 
 def _pdev_uevent(tree: "Tree", a: dict) -> str:
-    return _PDEV_UEVENT.format(address=a["pdev"].split(".")[0])
+    from vdrm.panfrost.device import platform_uevent  # identity data: the driver's, not fs's
+
+    return platform_uevent()
 
 
 def _profiling_show(tree: "Tree", a: dict) -> str:
@@ -348,6 +343,8 @@ TABLE: tuple[Row, ...] = (
     Row(_DEV, D, 0o755),
     Row(_DEV + "/uevent", T, 0o444, _pdev_uevent, SYSFS_ATTR_SIZE),
     Row(_DEV + "/profiling", A, 0o644, (_profiling_show, _profiling_store), SYSFS_ATTR_SIZE),
+    Row(_DEV + "/subsystem", L, 0o777, "../../../bus/platform"),  # libdrm: the bus type
+    Row(_DEV + "/driver", L, 0o777, "../../../bus/platform/drivers/panfrost"),
     Row(_DEV + "/drm", D, 0o755),
     Row(_DEV + "/drm/{node}", D, 0o755),
     Row(_DEV + "/drm/{node}/dev", T, 0o444, "226:{minor}\n", SYSFS_ATTR_SIZE),
@@ -355,6 +352,13 @@ TABLE: tuple[Row, ...] = (
         "MAJOR=226\nMINOR={minor}\nDEVNAME=dri/{node}\nDEVTYPE=drm_minor\n", SYSFS_ATTR_SIZE),
     Row(_DEV + "/drm/{node}/device", L, 0o777, "../../../{pdev}"),
     Row(_DEV + "/drm/{node}/subsystem", L, 0o777, "../../../../../class/drm"),
+    Row("sys/bus", D, 0o755),
+    Row("sys/bus/platform", D, 0o755),
+    Row("sys/bus/platform/devices", D, 0o755),
+    Row("sys/bus/platform/devices/{pdev}", L, 0o777, "../../../devices/platform/{pdev}"),
+    Row("sys/bus/platform/drivers", D, 0o755),
+    Row("sys/bus/platform/drivers/panfrost", D, 0o755),
+    Row("sys/bus/platform/drivers/panfrost/{pdev}", L, 0o777, "../../../../devices/platform/{pdev}"),
     Row("sys/kernel", D, 0o755),
     Row("sys/kernel/debug", D, 0o700),
     Row("sys/kernel/debug/dri", D, 0o755),
@@ -924,6 +928,12 @@ class Tree:
         """The DRM client opened on node inode ``ino`` (the first, if reopened via /proc)."""
         opens = self._opens.get(ino)
         return opens[0].file if opens else None
+
+    def node_minor(self, ino: int) -> int | None:
+        """The minor of the DRM node inode ``ino`` names (opened or only looked up), or
+        None if ``ino`` is something else (the process bridge's stat answers)."""
+        inode = self._inodes.get(ino)
+        return inode.args["minor"] if inode is not None and inode.kind is Kind.NODE else None
 
     def known_inodes(self) -> int:
         """How many inodes the tree holds (static ones included): for leak checks."""
