@@ -78,7 +78,8 @@ class Host(Protocol):
         """The character device inode ``ino`` emulates, or None (engine thread)."""
 
     def ioctl(self, ino: int, cmd: int, argp: int, mem: ProcessMemory) -> int:
-        """The binary dispatch for the client opened on inode ``ino`` (engine thread)."""
+        """The binary dispatch for the client opened on inode ``ino``: its return value, or a
+        negative errno (engine thread)."""
 
     def kcmp(self, pid1: int, pid2: int, kind: int, idx1: int, idx2: int) -> int | None:
         """kcmp's answer if a pid is emulated (negative: an errno), else None (engine thread)."""
@@ -231,7 +232,10 @@ class Supervisor:
             log.debug("ioctl %#x of thread %d: %s %s", cmd, note.tid, e.errname, e)
             seccomp.fail(self.listener, note.id, e.errno)
             return
-        seccomp.answer(self.listener, note.id, int(result))
+        if result < 0:  # drm_ioctl's convention: a negative errno
+            seccomp.fail(self.listener, note.id, -result)
+        else:
+            seccomp.answer(self.listener, note.id, result)
 
     def _retry_parked(self) -> None:
         now = time.monotonic()

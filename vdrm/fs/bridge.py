@@ -50,7 +50,7 @@ class NotATty(VdrmError):
 
 
 def _dispatch() -> Callable[..., int]:
-    from vdrm.drm.uapi import drm_ioctl  # the binary dispatch (issue 9, helper "uapi")
+    from vdrm.drm.ioctl import drm_ioctl  # the binary dispatch: 0 or a negative errno
 
     return drm_ioctl
 
@@ -80,7 +80,7 @@ class TreeHost:
             raise NotATty(f"inode {ino} has no open DRM client")
         if self._drm_ioctl is None:
             self._drm_ioctl = _dispatch()
-        return int(self._drm_ioctl(file, cmd, argp, mem) or 0)
+        return int(self._drm_ioctl(file, cmd, argp, mem))
 
     def now_ns(self) -> int:
         return self.tree.device.clock.now_ns()

@@ -8,7 +8,8 @@ a repeated job schedules its next run when it is submitted, so a long timeline c
 nothing until the clock gets there.
 
 Emulated processes (:class:`EmulatedProcess`) carry what ``/proc/<pid>`` shows for them:
-``stat``, ``status``, ``comm``, ``cmdline`` and their DRM fds with the header values of
+``stat``, ``status``, ``statm``, ``io``, ``environ``, ``cgroup``, ``comm``, ``cmdline`` (each
+in the kernel's format, so tools that read them do not drop the process) and their DRM fds with the header values of
 fdinfo (``pos``, ``flags``, ``mnt_id``, ``ino``). All opens of one node share its inode
 number, as with a real character device (``renderD128`` is 531 and ``card0`` 530, the
 numbers of the kernel documentation's example).
@@ -77,6 +78,29 @@ class EmulatedProcess:
         return (f"Name:\t{self.comm}\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t{self.pid}\nNgid:\t0\n"
                 f"Pid:\t{self.pid}\nPPid:\t{self.ppid}\nTracerPid:\t0\nUid:\t{u}\t{u}\t{u}\t{u}\n"
                 f"Gid:\t{g}\t{g}\t{g}\t{g}\nFDSize:\t64\nGroups:\t\nThreads:\t1\n")
+
+    # A mid-sized userspace process's memory, in pages: what statm shows for every
+    # emulated process (its GPU memory is in fdinfo, not here).
+    STATM_PAGES = (65536, 8192, 4096, 64, 0, 16384, 0)  # size resident shared text lib data dt
+
+    def statm(self) -> str:
+        """``/proc/<pid>/statm``: seven page counts (``lib`` and ``dt`` always 0 since 2.6)."""
+        return " ".join(str(n) for n in self.STATM_PAGES) + "\n"
+
+    def io(self) -> str:
+        """``/proc/<pid>/io``: no I/O done (an emulated process never reads or writes)."""
+        keys = ("rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes", "cancelled_write_bytes")
+        return "".join(f"{k}: 0\n" for k in keys)
+
+    def environ(self) -> bytes:
+        """``/proc/<pid>/environ``: NUL-terminated ``NAME=value`` strings."""
+        home = "/root" if self.uid == 0 else f"/home/{self.uid}"
+        env = (f"HOME={home}", "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8")
+        return b"".join(e.encode() + b"\0" for e in env)
+
+    def cgroup(self) -> str:
+        """``/proc/<pid>/cgroup``: the unified (v2) hierarchy's one line."""
+        return f"0::/user.slice/user-{self.uid}.slice\n"
 
     def cmdline_bytes(self) -> bytes:
         return b"".join(a.encode() + b"\0" for a in self.cmdline)
