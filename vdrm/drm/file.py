@@ -15,6 +15,7 @@ from vdrm.drm.gem import HandleTable, handle_delete
 from vdrm.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from vdrm.drm.auth import DrmMaster
     from vdrm.drm.device import DrmDevice
 
 # DRM_CLIENT_NAME_MAX_LEN (drm_file.h, 6.13+)
@@ -31,8 +32,11 @@ class DrmFile:
         self.pid = pid
         self.comm = comm
         self.uid = uid
-        self.is_master = False  # the primary-node client holding DRM master
-        self.authenticated = uid == 0  # capable(CAP_SYS_ADMIN) at open, or master
+        self.master: "DrmMaster | None" = None  # card0 clients: the master they belong to
+        self.is_master = False  # owns its master object (stays set after DROP_MASTER)
+        self.was_master = False  # has been master: may SET_MASTER again without CAP_SYS_ADMIN
+        self.magic = 0  # GET_MAGIC token, 0 = none yet
+        self.authenticated = uid == 0  # capable(CAP_SYS_ADMIN) at open, or master, or AUTH_MAGIC
         self.client_name: str | None = None
         self.handles = HandleTable()
         self.driver_priv: Any = None

@@ -18,7 +18,7 @@ from typing import Callable
 from vdrm.drm import fdinfo
 from vdrm.drm.device import ClientIdCounter, DrmDevice
 from vdrm.drm.file import DrmFile
-from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl
+from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl, IoctlTable, build_table
 from vdrm.errors import InvalidArgument
 from vdrm.kernel.clock import Clock, MonotonicClock, VirtualClock
 from vdrm.kernel.printk import KernelLog
@@ -117,9 +117,10 @@ class PanfrostDevice:
                                      as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
                                      profiling=config.profiling, size_units=config.size_units,
                                      fdinfo_revision=config.fdinfo_revision)
+        self._ioctls = build_table(CORE_IOCTLS, PANFROST_IOCTLS)
         self.drm = DrmDevice(self.driver, pages=self.pages, clock=self.clock, log=self.log,
-                             client_ids=ClientIdCounter(config.first_client_id))
-        self._ioctls = {i.name: i for i in (*CORE_IOCTLS, *PANFROST_IOCTLS)}
+                             client_ids=ClientIdCounter(config.first_client_id),
+                             ioctls=self._ioctls, unique=PLATFORM_DEVICE)
         self.timeline = self.driver.timeline
 
     @property
@@ -159,7 +160,7 @@ class PanfrostDevice:
         self.drm.release(file)
 
     @property
-    def ioctls(self) -> dict[str, Ioctl]:
+    def ioctls(self) -> IoctlTable:
         """Every request a client may send, by upper-case name (DRM core + Panfrost + vdrm)."""
         return self._ioctls
 

@@ -105,6 +105,7 @@ class PanfrostDriver(Driver):
 
     name = "panfrost"
     desc = "panfrost DRM"
+    driver_features = frozenset({"RENDER", "GEM", "SYNCOBJ"})
     date = "20180908"
 
     def __init__(self, *, kernel: tuple[int, int], heap_backing: str, as_slots: int,

@@ -13,6 +13,17 @@ vdrm's own requests, which the kernel has no ioctl for:
     it while running one of the client's jobs (the context takes an AS for the fault).
 ``ADVANCE by=16ms``
     one step of the virtual clock (device-wide; EINVAL on the real clock).
+
+Binary numbers and structs are those of ``include/uapi/drm/panfrost_drm.h`` (driver 1.5,
+kernel 6.18: SUBMIT is 48 bytes with ``jm_ctx_handle``; a 40-byte SUBMIT from an older
+userspace reads zeros there, as the kernel's zero-fill gives). SUBMIT's vdrm-only knobs
+(``engine``, ``duration``, ``touch``) have no struct field: binary jobs run on the engine
+their requirements select, for :data:`DEFAULT_JOB_NS`, touching nothing.
+
+vdrm's own FAULT and ADVANCE take driver numbers 0x5e and 0x5f (0x9e/0x9f absolute), at the
+top of the driver range and far above Panfrost's last (0x0d, QUERY_BO_INFO, driver 1.6),
+with their own structs ``drm_vdrm_fault`` and ``drm_vdrm_advance`` declared below. They are
+vdrm's, not the kernel's: a real Panfrost answers EINVAL to them.
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from vdrm.drm import gem
 from vdrm.drm.ioctl import Arg, Ioctl
+from vdrm.drm.uapi import (DRM_COMMAND_BASE, DRM_IOW, DRM_IOWR, Field, Struct, UserAddress, UserArray,
+                           UserString)
 from vdrm.errors import (InvalidArgument, NoDevice, NoEntry, NotImplementedByKernel, TimedOut,
                          TooBig, Busy, WouldBlock)
 from vdrm.kernel.printk import KERN_INFO
@@ -91,8 +104,8 @@ def mmap_bo(file: "DrmFile", handle: int, flags: int) -> dict[str, Any]:
     return {"offset": bo.create_mmap_offset()}
 
 
-def get_bo_offset(file: "DrmFile", handle: int) -> dict[str, Any]:
-    """panfrost_ioctl_get_bo_offset: the BO's GPU VA in this file."""
+def get_bo_offset(file: "DrmFile", handle: int, pad: int) -> dict[str, Any]:
+    """panfrost_ioctl_get_bo_offset: the BO's GPU VA in this file (``pad`` is not checked)."""
     bo = _bo(file, handle)
     mapping = bo.mapping_for(_priv(file).mmu)
     if mapping is None:
@@ -133,8 +146,9 @@ def wait_bo(file: "DrmFile", handle: int, pad: int, timeout_ns: int) -> dict[str
     raise WouldBlock(min(idle_at, timeout_ns) if idle_at else timeout_ns)
 
 
-def submit(file: "DrmFile", jc: int, bo_handles: list[int], requirements: int, out_sync: int,
-           jm_ctx_handle: int, pad: int, engine: int, duration: int, touch: list[int]) -> dict[str, Any]:
+def submit(file: "DrmFile", jc: int, in_syncs: list[int], bo_handles: list[int], requirements: int,
+           out_sync: int, jm_ctx_handle: int, pad: int, engine: int, duration: int,
+           touch: list[int]) -> dict[str, Any]:
     """panfrost_ioctl_submit, plus vdrm's engine/duration/touch description of the job."""
     _check_pad(pad)
     if jc == 0:
@@ -143,6 +157,8 @@ def submit(file: "DrmFile", jc: int, bo_handles: list[int], requirements: int, o
         raise InvalidArgument(f"unknown requirement bits 0x{requirements:x}")
     if out_sync:
         raise NoDevice(f"no sync object {out_sync} (vdrm emulates none)")
+    if in_syncs:
+        raise NoEntry(f"no sync object {in_syncs[0]} to wait for (vdrm emulates none)")
     priv = _priv(file)
     if jm_ctx_handle not in priv.jm_ctxs:
         raise InvalidArgument(f"no JM context {jm_ctx_handle} in this file")
@@ -216,8 +232,10 @@ def perfcnt(file: "DrmFile", **_: Any) -> dict[str, Any]:
     raise NotImplementedByKernel("perfcnt ioctls need panfrost.unstable_ioctls=1 (vdrm emulates no counters)")
 
 
-def fault(file: "DrmFile", addr: int, exception: int, access: int, source_id: int) -> dict[str, Any]:
+def fault(file: "DrmFile", addr: int, exception: int, access: int, source_id: int,
+          pad: int) -> dict[str, Any]:
     """vdrm: a GPU page fault at ``addr`` in this client's address space."""
+    _check_pad(pad)
     drv = _driver(file)
     ctx = _priv(file).mmu
     drv.sched.update()
@@ -238,24 +256,82 @@ def advance(file: "DrmFile", by: int) -> dict[str, Any]:
 _HANDLE = Arg("handle", "u32", "a GEM handle of this client")
 _PAD = Arg("pad", "u32", "must be 0", default=0)
 
+# include/uapi/drm/panfrost_drm.h
+PANFROST_SUBMIT = Struct("drm_panfrost_submit", (
+    Field("jc", "u64"),
+    Field("in_syncs", "u64", pointer=UserArray("in_sync_count")),
+    Field("in_sync_count", "u32"),
+    Field("out_sync", "u32"),
+    Field("bo_handles", "u64", pointer=UserArray("bo_handle_count")),
+    Field("bo_handle_count", "u32"),
+    Field("requirements", "u32"),
+    Field("jm_ctx_handle", "u32"),
+    Field("pad", "u32"),
+))
+PANFROST_WAIT_BO = Struct("drm_panfrost_wait_bo", (Field("handle", "u32"), Field("pad", "u32"),
+                                                   Field("timeout_ns", "s64")))
+PANFROST_CREATE_BO = Struct("drm_panfrost_create_bo", (
+    Field("size", "u32"), Field("flags", "u32"), Field("handle", "u32", "out"), Field("pad", "u32"),
+    Field("offset", "u64", "out"),
+))
+PANFROST_MMAP_BO = Struct("drm_panfrost_mmap_bo", (Field("handle", "u32"), Field("flags", "u32"),
+                                                   Field("offset", "u64", "out")))
+PANFROST_GET_PARAM = Struct("drm_panfrost_get_param", (Field("param", "u32"), Field("pad", "u32"),
+                                                       Field("value", "u64", "out")))
+PANFROST_GET_BO_OFFSET = Struct("drm_panfrost_get_bo_offset", (Field("handle", "u32"), Field("pad", "u32"),
+                                                               Field("offset", "u64", "out")))
+PANFROST_PERFCNT_ENABLE = Struct("drm_panfrost_perfcnt_enable", (Field("enable", "u32"),
+                                                                 Field("counterset", "u32")))
+PANFROST_PERFCNT_DUMP = Struct("drm_panfrost_perfcnt_dump", (Field("buf_ptr", "u64", pointer=UserAddress()),))
+PANFROST_MADVISE = Struct("drm_panfrost_madvise", (Field("handle", "u32"), Field("madv", "u32"),
+                                                   Field("retained", "u32", "out")))
+PANFROST_SET_LABEL_BO = Struct("drm_panfrost_set_label_bo", (
+    Field("handle", "u32"), Field("pad", "u32"),
+    Field("label", "u64", pointer=UserString(LABEL_MAXLEN, null=NULL_LABEL)),
+))
+PANFROST_JM_CTX_CREATE = Struct("drm_panfrost_jm_ctx_create", (Field("handle", "u32", "out"),
+                                                               Field("priority", "u32")))
+PANFROST_JM_CTX_DESTROY = Struct("drm_panfrost_jm_ctx_destroy", (Field("handle", "u32"), Field("pad", "u32")))
+
+# vdrm's own (not in any kernel header)
+VDRM_FAULT = Struct("drm_vdrm_fault", (
+    Field("addr", "u64", "inout", doc="in: the faulting GPU VA; out: the 2 MiB block's start"),
+    Field("exception", "u32"), Field("access", "u32"), Field("source_id", "u32"),
+    Field("as", "u32", "out", doc="the AS the fault was taken in"),
+    Field("populated", "u32", "out", doc="1 if the fault grew a heap"),
+    Field("pad", "u32"),
+), doc="vdrm: a GPU page fault in this client's address space")
+VDRM_ADVANCE = Struct("drm_vdrm_advance", (
+    Field("by", "s64"), Field("now_ns", "u64", "out"),
+), doc="vdrm: one step of the virtual clock")
+
+PANFROST_IOCTL_BASE = DRM_COMMAND_BASE
+VDRM_FAULT_NR = 0x5E
+VDRM_ADVANCE_NR = 0x5F
+
 PANFROST_IOCTLS: tuple[Ioctl, ...] = (
     Ioctl("CREATE_BO", (Arg("size", "size", "bytes (heaps round up to 2M)"),
                         Arg("flags", "flags", "NOEXEC, HEAP (HEAP needs NOEXEC)", default=0,
                             names=BO_FLAGS),
                         _PAD),
           create_bo, "Create a BO; answers its handle and its GPU VA in this client.",
-          frozenset({"offset"})),
+          frozenset({"offset"}), number=DRM_IOWR(DRM_COMMAND_BASE + 0x02, PANFROST_CREATE_BO)),
     Ioctl("MMAP_BO", (_HANDLE, Arg("flags", "u32", "must be 0", default=0)),
-          mmap_bo, "The fake mmap offset of a BO (heap BOs are refused).", frozenset({"offset"})),
-    Ioctl("GET_BO_OFFSET", (_HANDLE,), get_bo_offset, "The BO's GPU VA in this client.",
-          frozenset({"offset"})),
+          mmap_bo, "The fake mmap offset of a BO (heap BOs are refused).", frozenset({"offset"}),
+          number=DRM_IOWR(DRM_COMMAND_BASE + 0x03, PANFROST_MMAP_BO)),
+    Ioctl("GET_BO_OFFSET", (_HANDLE, _PAD), get_bo_offset, "The BO's GPU VA in this client.",
+          frozenset({"offset"}), number=DRM_IOWR(DRM_COMMAND_BASE + 0x05, PANFROST_GET_BO_OFFSET)),
     Ioctl("MADVISE", (_HANDLE, Arg("madv", "enum", "WILLNEED or DONTNEED",
                                    names={"WILLNEED": MADV_WILLNEED, "DONTNEED": MADV_DONTNEED})),
-          madvise, "Mark a BO purgeable (DONTNEED) or needed again; retained=0 once purged."),
+          madvise, "Mark a BO purgeable (DONTNEED) or needed again; retained=0 once purged.",
+          number=DRM_IOWR(DRM_COMMAND_BASE + 0x08, PANFROST_MADVISE)),
     Ioctl("WAIT_BO", (_HANDLE, _PAD,
                       Arg("timeout_ns", "s64", "absolute CLOCK_MONOTONIC deadline; 0 polls", default=0)),
-          wait_bo, "Wait until no job uses the BO (EBUSY on a poll, ETIMEDOUT at the deadline)."),
+          wait_bo, "Wait until no job uses the BO (EBUSY on a poll, ETIMEDOUT at the deadline).",
+          number=DRM_IOW(DRM_COMMAND_BASE + 0x01, PANFROST_WAIT_BO)),
     Ioctl("SUBMIT", (Arg("jc", "u64", "job chain GPU address, non-zero", default=1),
+                     Arg("in_syncs", "list", "sync objects to wait for (none exist: must be empty)",
+                         default=()),
                      Arg("bo_handles", "list", "BOs the job uses (busy until it ends)", default=()),
                      Arg("requirements", "flags", "FS (fragment job), CYCLE_COUNT", default=0,
                          names=REQUIREMENTS),
@@ -263,33 +339,43 @@ PANFROST_IOCTLS: tuple[Ioctl, ...] = (
                      Arg("jm_ctx_handle", "u32", "JM context (0 = the default one)", default=0),
                      _PAD,
                      Arg("engine", "enum", "vdrm: job slot, default from requirements",
-                         default=DERIVED, names={e.upper(): i for i, e in enumerate(ENGINES)}),
-                     Arg("duration", "duration", "vdrm: how long the job runs", default=DEFAULT_JOB_NS),
+                         default=DERIVED, names={e.upper(): i for i, e in enumerate(ENGINES)}, vdrm_only=True),
+                     Arg("duration", "duration", "vdrm: how long the job runs", default=DEFAULT_JOB_NS,
+                         vdrm_only=True),
                      Arg("touch", "list", "vdrm: GPU addresses the job accesses, in order (faults)",
-                         default=())),
-          submit, "Run a job on an engine; BOs are busy and engine time accrues while it runs."),
+                         default=(), vdrm_only=True)),
+          submit, "Run a job on an engine; BOs are busy and engine time accrues while it runs.",
+          number=DRM_IOW(DRM_COMMAND_BASE + 0x00, PANFROST_SUBMIT)),
     Ioctl("GET_PARAM", (Arg("param", "enum", "a PANFROST_PARAM_* name or number", names=PARAMS), _PAD),
-          get_param, "Read a GPU parameter (the emulated GPU is a Mali-G52 2EE, RK3568)."),
+          get_param, "Read a GPU parameter (the emulated GPU is a Mali-G52 2EE, RK3568).",
+          number=DRM_IOWR(DRM_COMMAND_BASE + 0x04, PANFROST_GET_PARAM)),
     Ioctl("SET_LABEL_BO", (_HANDLE, _PAD,
                            Arg("label", "str", "the label (%20 for spaces); leave out to clear",
                                default=NULL_LABEL)),
-          set_label_bo, "Label a BO (shown in debugfs gems)."),
+          set_label_bo, "Label a BO (shown in debugfs gems).",
+          number=DRM_IOWR(DRM_COMMAND_BASE + 0x09, PANFROST_SET_LABEL_BO)),
     Ioctl("JM_CTX_CREATE", (Arg("priority", "enum", "LOW, MEDIUM or HIGH", default=JM_PRIORITIES["MEDIUM"],
                                 names=JM_PRIORITIES),),
-          jm_ctx_create, "Create a job-manager scheduling context (driver 1.5)."),
-    Ioctl("JM_CTX_DESTROY", (_HANDLE, _PAD), jm_ctx_destroy, "Destroy a JM context (not 0)."),
+          jm_ctx_create, "Create a job-manager scheduling context (driver 1.5).",
+          number=DRM_IOWR(DRM_COMMAND_BASE + 0x0a, PANFROST_JM_CTX_CREATE)),
+    Ioctl("JM_CTX_DESTROY", (_HANDLE, _PAD), jm_ctx_destroy, "Destroy a JM context (not 0).",
+          number=DRM_IOWR(DRM_COMMAND_BASE + 0x0b, PANFROST_JM_CTX_DESTROY)),
     Ioctl("PERFCNT_ENABLE", (Arg("enable", "u32", "", default=0), Arg("counterset", "u32", "", default=0)),
-          perfcnt, "Unstable ioctl: refused with ENOSYS, as without panfrost.unstable_ioctls."),
+          perfcnt, "Unstable ioctl: refused with ENOSYS, as without panfrost.unstable_ioctls.",
+          number=DRM_IOW(DRM_COMMAND_BASE + 0x06, PANFROST_PERFCNT_ENABLE)),
     Ioctl("PERFCNT_DUMP", (Arg("buf_ptr", "u64", "", default=0),),
-          perfcnt, "Unstable ioctl: refused with ENOSYS, as without panfrost.unstable_ioctls."),
+          perfcnt, "Unstable ioctl: refused with ENOSYS, as without panfrost.unstable_ioctls.",
+          number=DRM_IOW(DRM_COMMAND_BASE + 0x07, PANFROST_PERFCNT_DUMP)),
     Ioctl("FAULT", (Arg("addr", "u64", "GPU virtual address"),
                     Arg("exception", "enum", "exception type name or code", default=DEFAULT_FAULT_EXCEPTION,
                         names=EXCEPTION_CODES),
                     Arg("access", "enum", "ATOMIC, EXECUTE, READ or WRITE", default=DEFAULT_FAULT_ACCESS,
                         names=ACCESS_TYPES),
-                    Arg("source_id", "u32", "the faulting unit's id", default=0)),
+                    Arg("source_id", "u32", "the faulting unit's id", default=0),
+                    Arg("pad", "u32", "must be 0 (binary struct only)", default=0)),
           fault, "vdrm: a GPU page fault in this client's address space (heaps grow 2M at a time).",
-          frozenset({"addr"})),
+          frozenset({"addr"}), number=DRM_IOWR(DRM_COMMAND_BASE + VDRM_FAULT_NR, VDRM_FAULT)),
     Ioctl("ADVANCE", (Arg("by", "duration", "how far to move the virtual clock, e.g. 16ms"),),
-          advance, "vdrm: advance the virtual clock one step (jobs run, ground truth updates)."),
+          advance, "vdrm: advance the virtual clock one step (jobs run, ground truth updates).",
+          number=DRM_IOWR(DRM_COMMAND_BASE + VDRM_ADVANCE_NR, VDRM_ADVANCE)),
 )
