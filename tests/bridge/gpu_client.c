@@ -200,8 +200,10 @@ static int basic(void)
 
     /* bad input: the kernel's errnos */
     struct create_bo zero = {.size = 0};
-    printf("zero_size=%d errno=%d\n", call(fd, IOCTL_CREATE_BO, &zero), errno);
-    printf("bad_pointer=%d errno=%d\n", call(fd, IOCTL_GET_PARAM, (void *)8), errno);
+    int ret = call(fd, IOCTL_CREATE_BO, &zero);
+    printf("zero_size=%d errno=%d\n", ret, ret ? errno : 0);
+    ret = call(fd, IOCTL_GET_PARAM, (void *)8);
+    printf("bad_pointer=%d errno=%d\n", ret, ret ? errno : 0);
 
     print_fdinfo(fd);
     close(fd);
@@ -256,13 +258,14 @@ static int forked(void)
     return failures ? 1 : 0;
 }
 
-/* Blocks in WAIT_BO on a BO made busy for 60 s through the text protocol on the same fd. */
+/* Blocks in WAIT_BO (deadline in 120 s) on a BO made busy for 3 s by a job submitted
+ * through the text protocol on the same fd (a binary SUBMIT's job is 1 ms long). */
 static int wait_forever(void)
 {
     int fd = open_node();
     struct create_bo bo = {.size = 4096};
     check(call(fd, IOCTL_CREATE_BO, &bo) == 0, "CREATE_BO");
-    char line[] = "SUBMIT bo_handles=1 duration=60s\n", reply[128];
+    char line[] = "SUBMIT bo_handles=1 duration=3s\n", reply[128];
     check(write(fd, line, strlen(line)) == (ssize_t)strlen(line), "SUBMIT (text)");
     ssize_t n = read(fd, reply, sizeof(reply) - 1);
     reply[n > 0 ? n : 0] = '\0';
