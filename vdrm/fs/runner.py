@@ -13,8 +13,11 @@
    the tree over the system's directories (:data:`GRAFTS`):
 
    ==========================  ==========================================
-   ``/dev/dri``                ``dev/dri-nodes``: ``card0`` and ``renderD128`` as
-                               character devices 226:<minor> (stat only)
+   ``/dev/dri``                ``dev/dri``: ``card0`` and ``renderD128``, opened as on
+                               the mount (a new DRM client each); the process bridge
+                               makes them character devices 226:<minor> to ``stat``
+                               and answers their ``ioctl`` s (``dev/dri-nodes``, stat
+                               only, where the bridge cannot run)
    ``/sys/class/drm``          ``sys/class/drm``
    ``/sys/devices/platform/``  the GPU's platform device (``fde60000.gpu``), where the
    ``<pdev>``                  ``sys/class/drm`` links lead
@@ -28,6 +31,10 @@
    is made in a tmpfs laid over its parent, into which every other entry of the parent
    is bound back (directories and files) or copied (symlinks). ``$VDRM_MOUNT`` names the
    mount point, whose ``dev/dri/renderD128`` COMMAND opens to be a DRM client itself;
+   Before ``exec`` it installs the process bridge's seccomp filter and sends its listener
+   to the daemon over a Unix socket pair made before both forks (:mod:`vdrm.bridge`,
+   :mod:`vdrm.fs.bridge`): COMMAND, its threads and its children then find the GPU with
+   libdrm, ``fstat`` it as a character device and call ``ioctl(2)`` on it;
 3. waits for COMMAND, stops the daemon (SIGTERM: it unmounts), removes the directory
    and returns COMMAND's exit status, or 128+N if a signal N killed it.
 
@@ -44,9 +51,8 @@ child, and the daemon keeps reading the host's ``/proc`` (its namespace has no g
 
 Limits, by design or not yet done:
 
-- ``/dev/dri`` inside holds stat-only nodes: a program that wants to be a DRM client
-  opens ``$VDRM_MOUNT/dev/dri/renderD128`` and speaks the request protocol. Tools that
-  find GPUs through DRM ioctls, libdrm or udev do not find this one.
+- Tools that find GPUs through udev do not find this one (libdrm's sysfs walk does).
+  The bridge's own limits are in :mod:`vdrm.bridge.supervisor` and the README.
 - ``/proc/<pid>/fd`` lists vdrm fds only, so ``/dev/stdin``, ``/dev/fd/<n>`` and bash's
   ``<(...)`` (links into ``/proc/self/fd``) do not resolve inside for other fds.
 - ``/proc/<pid>/{exe,cwd,root}`` are ordinary symlinks, and the per-process copies are
