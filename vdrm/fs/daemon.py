@@ -36,7 +36,8 @@ from typing import Callable, Sequence
 import pyfuse3
 import trio
 
-from vdrm.errors import VdrmError
+from vdrm.drm import grammar
+from vdrm.errors import InvalidArgument, VdrmError
 from vdrm.fs import bridge as fs_bridge
 from vdrm.fs.operations import Operations
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
@@ -53,8 +54,6 @@ MOUNT_OPTIONS = frozenset({"fsname=vdrm", "subtype=vdrm", "default_permissions",
 MAX_TASKS = 32  # pyfuse3 worker tasks; fewer is faster, each waiting write holds one
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-_SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)
-_SHIFT = {"": 0, "K": 10, "M": 20, "G": 30}
 
 
 class UsageError(Exception):
@@ -69,11 +68,11 @@ class MountError(Exception):
 
 
 def parse_size(text: str) -> int:
-    """``4G``, ``512M``, ``65536K``, ``4GiB`` or plain bytes (powers of 1024)."""
-    m = _SIZE.fullmatch(text.strip())
-    if m is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (a number with an optional K, M or G)")
-    return int(m.group(1)) << _SHIFT[m.group(2).upper()]
+    """``--ram``: a size as :func:`vdrm.drm.grammar.parse_size` reads it (``4G``, ``0x40000000``)."""
+    try:
+        return grammar.parse_size(text, "--ram")
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: {e}") from None
 
 
 def parse_kernel(text: str) -> tuple[int, int]:

@@ -104,7 +104,7 @@ def mmap_bo(file: "DrmFile", handle: int, flags: int) -> dict[str, Any]:
     return {"offset": bo.create_mmap_offset()}
 
 
-def get_bo_offset(file: "DrmFile", handle: int, pad: int) -> dict[str, Any]:
+def get_bo_offset(file: "DrmFile", handle: int, pad: int = 0) -> dict[str, Any]:
     """panfrost_ioctl_get_bo_offset: the BO's GPU VA in this file (``pad`` is not checked)."""
     bo = _bo(file, handle)
     mapping = bo.mapping_for(_priv(file).mmu)
@@ -146,9 +146,9 @@ def wait_bo(file: "DrmFile", handle: int, pad: int, timeout_ns: int) -> dict[str
     raise WouldBlock(min(idle_at, timeout_ns) if idle_at else timeout_ns)
 
 
-def submit(file: "DrmFile", jc: int, in_syncs: list[int], bo_handles: list[int], requirements: int,
-           out_sync: int, jm_ctx_handle: int, pad: int, engine: int, duration: int,
-           touch: list[int]) -> dict[str, Any]:
+def submit(file: "DrmFile", jc: int, bo_handles: list[int], requirements: int, out_sync: int,
+           jm_ctx_handle: int, pad: int, engine: int, duration: int, touch: list[int],
+           in_syncs: list[int] = ()) -> dict[str, Any]:
     """panfrost_ioctl_submit, plus vdrm's engine/duration/touch description of the job."""
     _check_pad(pad)
     if jc == 0:
@@ -233,7 +233,7 @@ def perfcnt(file: "DrmFile", **_: Any) -> dict[str, Any]:
 
 
 def fault(file: "DrmFile", addr: int, exception: int, access: int, source_id: int,
-          pad: int) -> dict[str, Any]:
+          pad: int = 0) -> dict[str, Any]:
     """vdrm: a GPU page fault at ``addr`` in this client's address space."""
     _check_pad(pad)
     drv = _driver(file)
