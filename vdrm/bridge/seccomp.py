@@ -6,9 +6,12 @@ The filter (classic BPF, built here by hand: libseccomp is not needed) returns
 
 - ``ioctl`` whose request's type byte is ``'d'`` (0x64, ``DRM_IOCTL_BASE``); every other
   ioctl (terminals, sockets ...) never leaves the kernel;
-- the stat family (``stat``, ``lstat``, ``fstat``, ``newfstatat``, ``statx``): a DRM node
-  must say S_IFCHR 226:<minor>, and the filter cannot read a path;
-- ``kcmp``: scenario processes exist only in the daemon.
+- the stat family (``stat``, ``lstat``, ``fstat``, ``newfstatat``, ``statx``), because a
+  DRM node must say S_IFCHR 226:<minor> and a filter cannot read a path;
+- ``kcmp``, because scenario processes exist only in the daemon.
+
+One filter chain may have only one listener (a second ``NEW_LISTENER`` filter is EBUSY),
+so one listener receives all three kinds of call.
 
 Only x86_64 is handled (syscall numbers and ``struct stat`` are per architecture); a call
 of another ABI (x32, i386) is allowed through untouched.

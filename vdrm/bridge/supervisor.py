@@ -1,60 +1,50 @@
-"""The supervisor: answers the intercepted calls of one listener, on its own thread.
+"""The supervisor: receives every intercepted call of one listener, on a thread of its own.
 
-One :class:`Supervisor` serves one seccomp listener (one runner's COMMAND and everything
-it starts: threads, children, exec'd programs). Its loop receives a notification,
-decides, answers, and never blocks on anything but the listener: every call is answered
-at once, except a wait the engine cannot answer yet (WAIT_BO on the real clock, raised as
-:class:`~vdrm.errors.WouldBlock`), which is parked and asked again at its deadline. So a
-wait blocks only its caller: other threads and clients of the same COMMAND carry on.
+One :class:`Supervisor` serves the listener of one runner's COMMAND (and everything it
+starts: threads, children, exec'd programs). Its loop receives a notification, decides,
+and never blocks on anything but the listener:
 
-The decisions, per call:
-
-``ioctl(fd, cmd, argp)``
-    The fd is looked at through ``/proc/<tid>/fd/<fd>`` (``stat`` follows the magic link
-    to the open file): on this mount (``st_dev``) and on a DRM node inode, it goes to the
-    engine with the caller's memory (:class:`~vdrm.bridge.memory.ProcessMemory`) and the
-    dispatch's return value or errno is the call's. Any other fd: the kernel's own
-    (``CONTINUE``).
+``ioctl``
+    handed to the host at once (``host.ioctl_call``), which answers it on the engine's
+    thread (:mod:`vdrm.bridge.ioctls`); the loop goes on receiving.
 ``stat``, ``lstat``, ``fstat``, ``newfstatat``, ``statx``
     The path is resolved as the caller would, through ``/proc/<tid>/root``, ``cwd`` or
-    ``fd/<dirfd>``; a DRM node of this mount is answered as the character device it
-    emulates (:mod:`vdrm.bridge.nodestat`); anything else goes to the kernel.
+    ``fd/<dirfd>``; a DRM node of this mount (``st_dev``, and an inode the host says is a
+    node) is answered here as the character device it emulates
+    (:mod:`vdrm.bridge.nodestat`); anything else goes to the kernel (``CONTINUE``).
 ``kcmp``
     Answered by the host when a pid is a scenario process's; else the kernel's.
 
+Why a thread, and the split: a stat of a caller's path on the mount is a FUSE request
+that the daemon's engine thread must be free to serve, so stats are decided here;
+engine calls must run on the engine thread (it has no locks), so ioctls go there, one
+way (the engine thread sends the answer itself: a thread hop each way would cost about
+100 µs more on a 2-vCPU VM). ``host.node`` is called here and must be safe off the
+engine thread (a read); ``host.kcmp`` goes through ``host.engine`` (rare).
+
 Where the supervisor cannot read the caller's arguments (a bad path pointer), it lets the
 kernel run the call, which then reports EFAULT itself. A bug in the supervisor is logged
-and the call is given to the kernel (stat, kcmp) or answered EIO (ioctl): it never takes
-the daemon down and never leaves the caller waiting.
-
-Engine calls go through ``host.engine(fn, *args)``, which runs ``fn`` on the engine's
-thread (the daemon's trio thread): the engine has no locks. Everything else (reading
-``/proc``, stat of paths on the mount, the caller's memory for stat results) runs here,
-so a FUSE request the daemon must answer never waits for the daemon's own thread.
+and the call is given to the kernel: it never takes the daemon down and never leaves the
+caller waiting.
 
 An absolute path is resolved in the caller's root with ``openat2(RESOLVE_IN_ROOT)``, so
 absolute symlinks (``/proc/<pid>/fd/<n>`` -> ``/dev/dri/renderD128``) lead where they lead
-for the caller. Known limits: a relative path is resolved from the caller's cwd, but an
-absolute symlink met on the way is followed from the daemon's root; and a fd closed and reopened by another
-thread while its ioctl is being decoded reaches the new file, as no reference is held.
+for the caller. Known limit: a relative path is resolved from the caller's cwd, but an
+absolute symlink met on the way is followed from the daemon's root.
 """
 
 from __future__ import annotations
 
 import ctypes
-import heapq
-import itertools
 import logging
 import os
 import select
 import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from vdrm.bridge import nodestat, seccomp
 from vdrm.bridge.memory import ProcessMemory
-from vdrm.errors import BadAddress, VdrmError, WouldBlock
+from vdrm.errors import BadAddress
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +52,7 @@ AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 PATH_MAX = 4096
-EIO, EFAULT = 5, 14
-RECHECK = 0.05  # seconds between checks that parked callers are still there
+EFAULT = 14
 
 
 class Host(Protocol):
@@ -74,28 +63,17 @@ class Host(Protocol):
     def engine(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the engine's thread; its result or exception."""
 
-    def node(self, ino: int) -> nodestat.NodeStat | None:
-        """The character device inode ``ino`` emulates, or None (engine thread)."""
+    def ioctl_call(self, listener: int, note: seccomp.Notification) -> None:
+        """Answer ioctl ``note`` on the engine's thread, later; never blocks."""
 
-    def ioctl(self, ino: int, cmd: int, argp: int, mem: ProcessMemory) -> int:
-        """The binary dispatch for the client opened on inode ``ino``: its return value, or a
-        negative errno (engine thread)."""
+    def listener_done(self, listener: int) -> None:
+        """Nobody uses the filter any more: close ``listener`` once no ioctl uses it."""
+
+    def node(self, ino: int) -> nodestat.NodeStat | None:
+        """The character device inode ``ino`` emulates, or None (any thread: a read)."""
 
     def kcmp(self, pid1: int, pid2: int, kind: int, idx1: int, idx2: int) -> int | None:
         """kcmp's answer if a pid is emulated (negative: an errno), else None (engine thread)."""
-
-    def now_ns(self) -> int:
-        """The device clock (engine thread)."""
-
-
-@dataclass(order=True)
-class _Parked:
-    """An ioctl waiting for the device clock."""
-
-    due: float  # time.monotonic() when to ask again
-    seq: int
-    note: seccomp.Notification = field(compare=False)
-    ino: int = field(compare=False)
 
 
 class _OpenHow(ctypes.Structure):
@@ -145,16 +123,14 @@ def _s32(value: int) -> int:
 
 
 class Supervisor:
-    """Answers one listener's notifications until its last filtered process is gone."""
+    """Answers one listener until its last filtered process is gone."""
 
     def __init__(self, listener: int, host: Host):
         self.listener = listener
         self.host = host
-        self._parked: list[_Parked] = []
-        self._seq = itertools.count()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._stopping = False
-        self.handled = 0  # notifications answered (for the benchmark and tests)
+        self.handled = 0  # notifications answered (for tests)
 
     def stop(self) -> None:
         """Ask the loop to end (from any thread)."""
@@ -176,11 +152,7 @@ class Supervisor:
         poller.register(self._wake_r, select.POLLIN)
         try:
             while not self._stopping:
-                timeout = None
-                if self._parked:
-                    timeout = max(0.0, min(self._parked[0].due - time.monotonic(), RECHECK))
-                events = poller.poll(None if timeout is None else timeout * 1000)
-                for fd, mask in events:
+                for fd, mask in poller.poll():
                     if fd == self._wake_r:
                         continue
                     if mask & select.POLLIN:
@@ -189,67 +161,26 @@ class Supervisor:
                             self._handle(note)
                     elif mask & (select.POLLHUP | select.POLLERR):
                         return  # every filtered process has exited
-                self._retry_parked()
         finally:
             os.close(self._wake_r)
             os.close(self._wake_w)
-            os.close(self.listener)
+            self.host.listener_done(self.listener)
 
     # -- one notification -----------------------------------------------------------
 
     def _handle(self, note: seccomp.Notification) -> None:
         self.handled += 1
-        name = note.syscall
+        if note.syscall == "ioctl":
+            self.host.ioctl_call(self.listener, note)
+            return
         try:
-            if name == "ioctl":
-                self._ioctl(note)
-            elif name == "kcmp":
+            if note.syscall == "kcmp":
                 self._kcmp(note)
             else:
                 self._stat(note)
         except Exception:
-            log.exception("intercepted %s of thread %d failed inside vdrm", name, note.tid)
-            if name == "ioctl":
-                seccomp.fail(self.listener, note.id, EIO)
-            else:
-                seccomp.carry_on(self.listener, note.id)
-
-    def _ioctl(self, note: seccomp.Notification, ino: int | None = None) -> None:
-        fd, cmd, argp = _s32(note.args[0]), note.args[1] & 0xFFFFFFFF, note.args[2]
-        if ino is None:
-            ino = self._our_ino(f"/proc/{note.tid}/fd/{fd}") if fd >= 0 else None
-            if ino is None or not seccomp.still_valid(self.listener, note.id):
-                seccomp.carry_on(self.listener, note.id)
-                return
-        mem = ProcessMemory(note.tid)
-        try:
-            result = self.host.engine(self.host.ioctl, ino, cmd, argp, mem)
-        except WouldBlock as e:
-            delay = max(0, e.until_ns - self.host.engine(self.host.now_ns)) / 1e9
-            heapq.heappush(self._parked, _Parked(time.monotonic() + delay, next(self._seq), note, ino))
-            return
-        except VdrmError as e:
-            log.debug("ioctl %#x of thread %d: %s %s", cmd, note.tid, e.errname, e)
-            seccomp.fail(self.listener, note.id, e.errno)
-            return
-        if result < 0:  # drm_ioctl's convention: a negative errno
-            seccomp.fail(self.listener, note.id, -result)
-        else:
-            seccomp.answer(self.listener, note.id, result)
-
-    def _retry_parked(self) -> None:
-        now = time.monotonic()
-        keep = []
-        while self._parked:
-            parked = heapq.heappop(self._parked)
-            if not seccomp.still_valid(self.listener, parked.note.id):
-                continue  # killed, or interrupted (a restart sends a new notification)
-            if parked.due <= now:
-                self._ioctl(parked.note, parked.ino)
-            else:
-                keep.append(parked)
-        for parked in keep:
-            heapq.heappush(self._parked, parked)
+            log.exception("intercepted %s of thread %d failed inside vdrm", note.syscall, note.tid)
+            seccomp.carry_on(self.listener, note.id)
 
     def _our_ino(self, path: "str | tuple[int, bytes]", *, follow: bool = True) -> int | None:
         """The inode of ``path`` if it is a file of this mount, else None. A ``(tid, path)``
@@ -286,7 +217,7 @@ class Supervisor:
             target = self._resolve(note.tid, dirfd, path, flags)
             follow = not flags & AT_SYMLINK_NOFOLLOW
         ino = self._our_ino(target, follow=follow) if target else None
-        node = self.host.engine(self.host.node, ino) if ino is not None else None
+        node = self.host.node(ino) if ino is not None else None
         if node is None or not seccomp.still_valid(self.listener, note.id):
             seccomp.carry_on(self.listener, note.id)
             return
