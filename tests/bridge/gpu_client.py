@@ -1,6 +1,7 @@
 """A Python GPU client: ``fcntl.ioctl`` with ctypes structs, as a user's own tool would do.
 
-The same steps as ``gpu_client.c basic``, printing the same ``key=value`` lines. Struct
+``gpu_client.py`` does the same steps as ``gpu_client.c basic``, printing the same
+``key=value`` lines; ``gpu_client.py bad`` sends bad input and prints each errno. Struct
 layouts and numbers are declared here from the kernel's uAPI headers (``drm.h``,
 ``panfrost_drm.h``), plus vdrm's FAULT.
 """
@@ -52,6 +53,10 @@ class VdrmFault(ctypes.Structure):
                 ("pad", ctypes.c_uint32)]
 
 
+class SetLabelBo(ctypes.Structure):
+    _fields_ = [("handle", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("label", ctypes.c_uint64)]
+
+
 BASE = 0x40
 VERSION = _ioc(3, 0x00, Version)
 SUBMIT = _ioc(1, BASE + 0x00, Submit)
@@ -59,6 +64,39 @@ WAIT_BO = _ioc(1, BASE + 0x01, WaitBo)
 CREATE_BO = _ioc(3, BASE + 0x02, CreateBo)
 GET_PARAM = _ioc(3, BASE + 0x04, GetParam)
 VDRM_FAULT = _ioc(3, BASE + 0x5E, VdrmFault)
+SET_LABEL_BO = _ioc(3, BASE + 0x09, SetLabelBo)
+UNMAPPED = 0x10  # the first page is never mapped
+
+
+def errno_of(fd: int, cmd: int, arg: object) -> int:
+    try:
+        fcntl.ioctl(fd, cmd, arg)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def bad() -> int:
+    """Bad input, each answered with the kernel's errno; then the client still works."""
+    fd = os.open("/dev/dri/renderD128", os.O_RDWR)
+    bo = CreateBo(size=4096)
+    fcntl.ioctl(fd, CREATE_BO, bo)
+    print(f"unknown_driver_nr={errno_of(fd, _ioc(3, BASE + 0x30, GetParam), bytearray(16))}")
+    print(f"unknown_core_nr={errno_of(fd, _ioc(3, 0x3F, GetParam), bytearray(16))}")
+    short = bytearray(8)  # GET_PARAM with half its struct: param 0, no room for the value
+    print(f"short_get_param={errno_of(fd, (3 << 30) | (8 << 16) | (ord('d') << 8) | (BASE + 0x04), short)}")
+    print(f"bad_struct_pointer={errno_of(fd, GET_PARAM, UNMAPPED)}")
+    job = Submit(jc=0x1000, bo_handles=UNMAPPED, bo_handle_count=1)
+    print(f"submit_bad_bo_handles={errno_of(fd, SUBMIT, job)}")
+    page = ctypes.CDLL(None).getpagesize()
+    label = SetLabelBo(handle=bo.handle, label=(1 << 47) - page)  # past the end of user space
+    print(f"label_past_end={errno_of(fd, SET_LABEL_BO, label)}")
+    print(f"unknown_handle_wait={errno_of(fd, WAIT_BO, WaitBo(handle=99))}")
+    p = GetParam(param=0)
+    fcntl.ioctl(fd, GET_PARAM, p)
+    print(f"still_serving={p.value:#x}")
+    os.close(fd)
+    return 0
 
 
 def main() -> int:
@@ -102,4 +140,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bad() if sys.argv[1:] == ["bad"] else main())

@@ -131,6 +131,38 @@ def test_python_client_with_fcntl_ioctl() -> None:
     check_basic(v)
 
 
+def test_bad_input_gets_the_kernels_errnos_and_leaks_nothing() -> None:
+    """Unknown numbers, a short struct, bad pointers (the struct, SUBMIT's bo_handles, a
+    label past the end of user space) get the kernel's answers; the client serves on, and
+    once closed nothing is left: no client, no page."""
+    out = run(f"""
+        "$PYTHON" {HERE / "gpu_client.py"} bad
+        D=/sys/kernel/debug/dri/128
+        for i in $(seq 100); do [ "$(tail -n +2 $D/clients | wc -l)" = 0 ] && break; sleep 0.05; done
+        echo "clients=$(tail -n +2 $D/clients | wc -l)"
+        grep allocated_pages $D/vdrm-memory | tr ' ' =
+    """)
+    v = values(out)
+    assert v["unknown_driver_nr"] == "22" and v["unknown_core_nr"] == "22"  # EINVAL
+    assert v["short_get_param"] == "0"  # drm_ioctl zero-extends a short struct
+    assert v["bad_struct_pointer"] == "14" and v["submit_bad_bo_handles"] == "14"  # EFAULT
+    assert v["label_past_end"] == "14"
+    assert v["unknown_handle_wait"] == "2"  # ENOENT
+    assert v["still_serving"] == "0x7402"
+    assert v["clients"] == "0" and v["allocated_pages"] == "0"
+
+
+def test_nvtop_profiling_path_resolves() -> None:
+    """The path nvtop derives from OF_FULLNAME, /sys/devices/platform/fde60000.gpu/profiling,
+    is there; the device's subsystem link says platform."""
+    out = run("""
+        cat /sys/devices/platform/fde60000.gpu/profiling
+        basename "$(readlink /sys/dev/char/226:128/device/subsystem)"
+        grep OF_FULLNAME /sys/dev/char/226:128/device/uevent
+    """)
+    assert out.splitlines() == ["0", "platform", "OF_FULLNAME=/gpu@fde60000"]
+
+
 def test_threads_share_the_fd(clients: dict[str, str]) -> None:
     """Four threads calling GET_PARAM on one fd concurrently are all answered."""
     for kind in ("libdrm", "static"):
