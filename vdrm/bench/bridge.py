@@ -13,7 +13,8 @@ overhead is measured too and subtracted) twice: once outside any runner and once
 - ``text GET_PARAM``: the same request through the text protocol (write + read), for scale.
 
 Outside the runner only the first two exist (no DRM node), which gives the baseline.
-Each figure is the best of five rounds (other load on the machine only adds to them).
+Each figure is the best of five rounds in each of ``--repeats`` runs (other load on the
+machine only adds to them).
 """
 
 from __future__ import annotations
@@ -83,10 +84,18 @@ def _probe(calls: int, *, under_runner: bool) -> dict[str, float]:
         os.unlink(f.name)
 
 
-def run(calls: int = 2000) -> dict[str, dict[str, float]]:
-    """Microseconds per call, outside and under the runner, and the difference."""
-    outside = _probe(calls, under_runner=False)
-    inside = _probe(calls, under_runner=True)
+def _best(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: min(r[key] for r in runs) for key in runs[0]}
+
+
+def run(calls: int = 2000, repeats: int = 3) -> dict[str, dict[str, float]]:
+    """Microseconds per call, outside and under the runner (the best of ``repeats`` runs,
+    alternated), and the difference."""
+    outside_runs, inside_runs = [], []
+    for _ in range(repeats):
+        outside_runs.append(_probe(calls, under_runner=False))
+        inside_runs.append(_probe(calls, under_runner=True))
+    outside, inside = _best(outside_runs), _best(inside_runs)
     added = {k: inside[k] - outside[k] for k in inside if k in outside}
     return {"outside_us": outside, "under_runner_us": inside, "added_us": added}
 
@@ -94,9 +103,10 @@ def run(calls: int = 2000) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vdrm.bench.bridge", description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls per measure (default 2000)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each probe, the best kept (default 3)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
-    result = run(args.calls)
+    result = run(args.calls, args.repeats)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import fcntl
 import os
 import platform
 import struct
@@ -69,7 +70,6 @@ _SECCOMP_DATA_NR, _SECCOMP_DATA_ARCH, _SECCOMP_DATA_ARG1_LO = 0, 4, 16 + 8
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-_libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)
 
 
 class SeccompUnavailable(Exception):
@@ -147,23 +147,24 @@ class Notification:
 def receive(listener: int) -> Notification | None:
     """The next notification (blocks until there is one); None if it vanished meanwhile
     (its caller was killed between the wakeup and the read)."""
-    buf = ctypes.create_string_buffer(_NOTIF.size)
-    if _libc.ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, buf) != 0:
-        err = ctypes.get_errno()
-        if err in (_errno.ENOENT, _errno.EINTR):
+    buf = bytearray(_NOTIF.size)
+    try:
+        fcntl.ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, buf)
+    except OSError as e:
+        if e.errno in (_errno.ENOENT, _errno.EINTR):
             return None
-        raise OSError(err, f"SECCOMP_IOCTL_NOTIF_RECV: {os.strerror(err)}")
-    nid, pid, _flags, nr, _arch, _ip, *args = _NOTIF.unpack(buf.raw)
+        raise
+    nid, pid, _flags, nr, _arch, _ip, *args = _NOTIF.unpack(buf)
     return Notification(nid, pid, nr, tuple(args))
 
 
 def _send(listener: int, nid: int, val: int, error: int, flags: int) -> bool:
-    buf = ctypes.create_string_buffer(_RESP.pack(nid, val, error, flags), _RESP.size)
-    if _libc.ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, buf) != 0:
-        err = ctypes.get_errno()
-        if err == _errno.ENOENT:  # the caller died or was interrupted: nobody to answer
+    try:
+        fcntl.ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, _RESP.pack(nid, val, error, flags))
+    except OSError as e:
+        if e.errno == _errno.ENOENT:  # the caller died or was interrupted: nobody to answer
             return False
-        raise OSError(err, f"SECCOMP_IOCTL_NOTIF_SEND: {os.strerror(err)}")
+        raise
     return True
 
 
@@ -184,5 +185,8 @@ def carry_on(listener: int, nid: int) -> bool:
 
 def still_valid(listener: int, nid: int) -> bool:
     """Whether the caller still waits for notification ``nid`` (it may have died)."""
-    value = ctypes.c_uint64(nid)
-    return _libc.ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, ctypes.byref(value)) == 0
+    try:
+        fcntl.ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, struct.pack("<Q", nid))
+    except OSError:
+        return False
+    return True

@@ -218,9 +218,11 @@ class Supervisor:
             follow = not flags & AT_SYMLINK_NOFOLLOW
         ino = self._our_ino(target, follow=follow) if target else None
         node = self.host.node(ino) if ino is not None else None
-        if node is None or not seccomp.still_valid(self.listener, note.id):
+        if node is None:  # CONTINUE needs no validity check: it changes nothing of ours
             seccomp.carry_on(self.listener, note.id)
             return
+        if not seccomp.still_valid(self.listener, note.id):
+            return  # the caller is gone and its tid may be another's: write nothing
         data = nodestat.pack_stat(node) if mask is None else nodestat.pack_statx(node)
         try:
             mem.write(buf, data)
