@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from vdrm.drm.uaccess import UserMemory, copy_from_user, copy_to_user, strncpy_from_user
-from vdrm.errors import InvalidArgument
+from vdrm.errors import InvalidArgument, OutOfMemory
 
 _IOC_NRBITS, _IOC_TYPEBITS, _IOC_SIZEBITS, _IOC_DIRBITS = 8, 8, 14, 2
 _IOC_NRSHIFT = 0
@@ -89,6 +89,11 @@ class Pointer:
         raise NotImplementedError
 
 
+USER_ARRAY_MAX_BYTES = 64 << 20
+"""vdrm's cap on one user array: the kernel's ``kvmalloc_array`` fails (ENOMEM) long before
+a u32 count of u32s (16 GiB) is copied; vdrm says ENOMEM above 64 MiB without reading."""
+
+
 @dataclass(frozen=True)
 class UserArray(Pointer):
     """``count`` elements of C type ``elem`` (SUBMIT's ``bo_handles``): a list of ints."""
@@ -100,6 +105,9 @@ class UserArray(Pointer):
         n = values[self.count]
         fmt = "<" + CTYPES[self.elem]
         width = _struct.calcsize(fmt)
+        if n * width > USER_ARRAY_MAX_BYTES:
+            raise OutOfMemory(f"{self.count} = {n}: {n * width} bytes of user array (at most "
+                              f"{USER_ARRAY_MAX_BYTES})")
         data = copy_from_user(mem, addr, n * width)
         return [v for (v,) in _struct.iter_unpack(fmt, data)]
 

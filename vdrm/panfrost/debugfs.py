@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from vdrm.drm.auth import is_current_master
 from vdrm.mm.page_alloc import PAGE_SHIFT
 from vdrm.panfrost.drv import SCHED_PRIORITY_NAMES
 from vdrm.panfrost.gem import MADV_DONTNEED, SZ_2M, PanfrostBo
@@ -49,8 +50,8 @@ def clients(dev: "PanfrostDevice") -> str:
     out = [head + "\n"]
     for file in dev.drm.files.values():
         row = (f"{(file.comm or '<unknown>')[:15]:>20} {file.pid:5d} {file.minor:3d}   "
-               f"{'y' if file.is_master else 'n'}    {'y' if file.authenticated else 'n'} "
-               f"{file.uid:5d} {0:10d}")
+               f"{'y' if is_current_master(file) else 'n'}    {'y' if file.authenticated else 'n'} "
+               f"{file.uid:5d} {file.magic:10d}")
         if version >= (6, 13):
             row += f" {file.client_name or '<unset>':>{CLIENT_NAME_MAX_LEN}}"
         if version >= (6, 16):
