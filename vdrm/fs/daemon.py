@@ -122,7 +122,8 @@ the tree, relative to MOUNTPOINT:
   dev/dri/card0, dev/dri/renderD128     each open is a new DRM client; write request
                                         lines, read one reply line per request
   dev/dri-nodes/{{card0,renderD128}}      the same nodes as character devices 226:N, for
-                                        stat only (--run binds this directory at /dev/dri)
+                                        stat only (--run binds dev/dri at /dev/dri, and
+                                        its process bridge makes those nodes 226:N)
   proc/<pid>/fd/<n>, fdinfo/<n>         every real process holding a vdrm fd
   proc/<pid>/{{stat,status,comm,cmdline}}
   sys/class/drm/{{card0,renderD128}}      -> sys/devices/platform/<pdev>/drm/...

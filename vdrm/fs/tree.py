@@ -22,10 +22,13 @@ Node kinds and what an open of each gives (:class:`OpenFile`):
             sysfs); ``LINK`` symlinks; ``ATTR`` a sysfs attribute (read: text rendered at
             open; each write: one store); ``LOG`` the kernel log, whose ``st_size`` is the
             bytes logged so far so ``tail -f`` follows it; ``NODE`` a DRM device node: each
-            open is a new DRM client speaking :mod:`vdrm.fs.protocol`; ``CHAR`` the same node
-            as a character device 226:<minor> (``dev/dri-nodes/``), for ``stat`` only: a
-            runner binds that directory at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve
-            to what /proc-walking tools expect; opening it fails, as on any ``nodev`` mount.
+            open is a new DRM client speaking :mod:`vdrm.fs.protocol` (the namespace runner
+            binds ``dev/dri`` at ``/dev/dri``, and its process bridge, :mod:`vdrm.bridge`,
+            makes these nodes character devices to ``stat`` and answers their ioctls);
+            ``CHAR`` the same node as a character device 226:<minor> (``dev/dri-nodes/``),
+            for ``stat`` only: where the bridge cannot run, the runner binds that directory
+            at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve to what /proc-walking
+            tools expect; opening it fails, as on any ``nodev`` mount.
 
 Rows marked ``all_pids`` exist only in a tree built with ``all_pids=True`` (the namespace
 runner, :mod:`vdrm.fs.runner`): every real process then has a ``proc/<pid>/``, with its
@@ -317,7 +320,7 @@ TABLE: tuple[Row, ...] = (
     Row("dev/dri/{node}", N, 0o666),
     Row("dev/dri/by-path", D, 0o755),
     Row("dev/dri/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
-    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri
+    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri where the bridge cannot run
     Row("dev/dri-nodes/{node}", C, 0o666),
     Row("dev/dri-nodes/by-path", D, 0o755),
     Row("dev/dri-nodes/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
