@@ -7,8 +7,8 @@ no other module spells a path. Placeholders in a path:
 ``{node}``, ``{minor}``, ``{kind}``
     expanded when the tree is built, once per DRM node (``card0``/0/``card``,
     ``renderD128``/128/``render``);
-``{pdev}``
-    the platform device's name (``fde60000.gpu``);
+``{pdev}``, ``{driver}``
+    the platform device's name (``fde60000.gpu``) and its driver's (``panfrost``);
 ``{pid}``, ``{fd}``, ``{tid}``
     real processes holding vdrm fds (every real process with ``all_pids``), those fds, and
     a process's threads (:mod:`vdrm.fs.procfs`), looked up live;
@@ -347,7 +347,7 @@ TABLE: tuple[Row, ...] = (
     Row(_DEV + "/uevent", T, 0o444, _pdev_uevent, SYSFS_ATTR_SIZE),
     Row(_DEV + "/profiling", A, 0o644, (_profiling_show, _profiling_store), SYSFS_ATTR_SIZE),
     Row(_DEV + "/subsystem", L, 0o777, "../../../bus/platform"),  # libdrm: the bus type
-    Row(_DEV + "/driver", L, 0o777, "../../../bus/platform/drivers/panfrost"),
+    Row(_DEV + "/driver", L, 0o777, "../../../bus/platform/drivers/{driver}"),
     Row(_DEV + "/drm", D, 0o755),
     Row(_DEV + "/drm/{node}", D, 0o755),
     Row(_DEV + "/drm/{node}/dev", T, 0o444, "226:{minor}\n", SYSFS_ATTR_SIZE),
@@ -360,8 +360,8 @@ TABLE: tuple[Row, ...] = (
     Row("sys/bus/platform/devices", D, 0o755),
     Row("sys/bus/platform/devices/{pdev}", L, 0o777, "../../../devices/platform/{pdev}"),
     Row("sys/bus/platform/drivers", D, 0o755),
-    Row("sys/bus/platform/drivers/panfrost", D, 0o755),
-    Row("sys/bus/platform/drivers/panfrost/{pdev}", L, 0o777, "../../../../devices/platform/{pdev}"),
+    Row("sys/bus/platform/drivers/{driver}", D, 0o755),
+    Row("sys/bus/platform/drivers/{driver}/{pdev}", L, 0o777, "../../../../devices/platform/{pdev}"),
     Row("sys/kernel", D, 0o755),
     Row("sys/kernel/debug", D, 0o700),
     Row("sys/kernel/debug/dri", D, 0o755),
@@ -405,7 +405,7 @@ class _Pattern:
         return self.row.kind
 
 
-def _expand(pdev: str, all_pids: bool = False) -> list[_Pattern]:
+def _expand(pdev: str, all_pids: bool = False, driver: str = "panfrost") -> list[_Pattern]:
     patterns = []
     for row in TABLE:
         if row.all_pids and not all_pids:
@@ -414,7 +414,7 @@ def _expand(pdev: str, all_pids: bool = False) -> list[_Pattern]:
         if any(key in row.path for key in _NODE_KEYS):
             variants = [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
         for variant in variants:
-            args = {"pdev": pdev, **variant}
+            args = {"pdev": pdev, "driver": driver, **variant}
             path = row.path
             for key, value in args.items():
                 path = path.replace("{" + key + "}", str(value))
@@ -628,7 +628,7 @@ class Tree:
         self.static_timeout = static_timeout
         self.all_pids = all_pids
         self.mtime_ns = time.time_ns()
-        self._patterns = _expand(device.platform_device, all_pids)
+        self._patterns = _expand(device.platform_device, all_pids, device.driver.name)
         self._inodes: dict[int, Inode] = {}
         self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
         self._next_ino = itertools.count(len(self._patterns) + 1)
