@@ -628,7 +628,7 @@ class Tree:
         self.static_timeout = static_timeout
         self.all_pids = all_pids
         self.mtime_ns = time.time_ns()
-        self._patterns = _expand(device.platform_device, all_pids, device.driver.name)
+        self._patterns = _expand(device.platform_device, all_pids, device.driver_name)
         self._inodes: dict[int, Inode] = {}
         self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
         self._next_ino = itertools.count(len(self._patterns) + 1)

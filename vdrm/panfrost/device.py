@@ -124,6 +124,11 @@ class PanfrostDevice:
         self.timeline = self.driver.timeline
 
     @property
+    def driver_name(self) -> str:
+        """The driver bound to the platform device (sysfs ``driver``, ``DRIVER=``)."""
+        return self.driver.name
+
+    @property
     def kernel(self) -> tuple[int, int]:
         return self.config.kernel
 
