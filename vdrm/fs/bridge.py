@@ -118,7 +118,10 @@ class TreeHost:
                                  rdev=os.makedev(226, minor), time_ns=self.tree.mtime_ns)
 
     def ioctl_call(self, listener: int, note: seccomp.Notification) -> None:
-        self._token.run_sync_soon(self._bridge.ioctl, listener, note)
+        try:
+            self._token.run_sync_soon(self._bridge.ioctl, listener, note)
+        except trio.RunFinishedError:  # the daemon is stopping: no engine to answer
+            seccomp.fail(listener, note.id, errno.ENODEV)
 
     def listener_done(self, listener: int) -> None:
         try:
