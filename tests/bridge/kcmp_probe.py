@@ -2,7 +2,7 @@
 
 usage: kcmp_probe.py PID A B C -- prints ``kcmp A B=<result>`` (a negative errno on failure)
 for each pair and with a closed fd 99, then ``statm=``, ``io=`` (its keys), ``cgroup=``,
-``environ=`` (the first variable).
+``environ=`` (the first variable), ``vmrss=`` (status) and ``rss_pages=`` (stat's rss).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def main() -> None:
     print("io=" + " ".join(line.split(":")[0] for line in open(f"{proc}/io")))
     print("cgroup=" + open(f"{proc}/cgroup").read().strip())
     print("environ=" + open(f"{proc}/environ", "rb").read().split(b"\0")[0].decode())
+    status = dict(line.split(":", 1) for line in open(f"{proc}/status"))
+    print("vmrss=" + status["VmRSS"].strip())
+    print("rss_pages=" + open(f"{proc}/stat").read().rpartition(")")[2].split()[21])
 
 
 if __name__ == "__main__":

@@ -214,6 +214,8 @@ def test_kcmp_and_statm_of_scenario_processes() -> None:
     assert v["io"] == "rchar wchar syscr syscw read_bytes write_bytes cancelled_write_bytes"
     assert v["cgroup"].startswith("0::/")
     assert v["environ"].startswith("HOME=")
+    resident = int(v["statm"].split()[1])  # pages, the same in status and stat
+    assert v["vmrss"] == f"{resident * 4} kB" and v["rss_pages"] == str(resident)
 
 
 def test_kcmp_of_real_processes_is_the_kernels() -> None:
