@@ -11,6 +11,7 @@ does (one inode per device node).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import struct
 from dataclasses import dataclass
@@ -54,3 +55,26 @@ def pack_statx(st: NodeStat) -> bytes:
     tail = _STATX_TAIL.pack(os.major(st.rdev), os.minor(st.rdev), os.major(st.dev), os.minor(st.dev))
     data = head + times + zero + times + times + tail
     return data + bytes(STATX_SIZE - len(data))
+
+
+AT_EMPTY_PATH = 0x1000
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_STATX_DONT_SYNC = 0x4000
+STATX_INO = 0x100
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.statx.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p)
+
+
+def identity(path: str | None = None, *, fd: int = -100, follow: bool = True) -> tuple[int, int]:
+    """``(st_dev, st_ino)`` of ``path`` (or of ``fd`` alone), from the cached attributes:
+    ``statx(AT_STATX_DONT_SYNC)`` makes no request to a FUSE server, so the daemon may ask
+    about files of its own mount from its engine thread (a magic link such as
+    ``/proc/<tid>/fd/<n>`` is followed without a lookup either). OSError if there is none."""
+    buf = ctypes.create_string_buffer(STATX_SIZE)
+    flags = AT_STATX_DONT_SYNC | (0 if follow else AT_SYMLINK_NOFOLLOW) | (AT_EMPTY_PATH if path is None else 0)
+    if _libc.statx(fd, os.fsencode(path or ""), flags, STATX_INO, buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    ino = struct.unpack_from("<Q", buf, 32)[0]
+    dev_major, dev_minor = struct.unpack_from("<II", buf, 136)
+    return os.makedev(dev_major, dev_minor), ino

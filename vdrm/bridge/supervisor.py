@@ -94,9 +94,9 @@ def _tgid(tid: int) -> int:
     return tid
 
 
-def _stat_in_root(tid: int, path: bytes, *, follow: bool) -> os.stat_result:
-    """``stat`` of absolute ``path`` as thread ``tid`` resolves it: in its root and mount
-    namespace, absolute symlinks included (``openat2`` with ``RESOLVE_IN_ROOT`` on
+def _stat_in_root(tid: int, path: bytes, *, follow: bool) -> tuple[int, int]:
+    """``(st_dev, st_ino)`` of absolute ``path`` as thread ``tid`` resolves it: in its root
+    and mount namespace, absolute symlinks included (``openat2`` with ``RESOLVE_IN_ROOT`` on
     ``/proc/<tid>/root``). ``/proc/self`` and ``/proc/thread-self`` are the caller's."""
     for name in (b"/proc/self", b"/proc/thread-self"):
         if path == name or path.startswith(name + b"/"):
@@ -111,7 +111,7 @@ def _stat_in_root(tid: int, path: bytes, *, follow: bool) -> os.stat_result:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
         try:
-            return os.fstat(fd)
+            return nodestat.identity(fd=fd)
         finally:
             os.close(fd)
     finally:
@@ -187,12 +187,12 @@ class Supervisor:
         pair is an absolute path in that thread's root (see :func:`_stat_in_root`)."""
         try:
             if isinstance(path, tuple):
-                st = _stat_in_root(*path, follow=follow)
+                dev, ino = _stat_in_root(*path, follow=follow)
             else:
-                st = os.stat(path, follow_symlinks=follow)
+                dev, ino = nodestat.identity(path, follow=follow)
         except (OSError, ValueError):
             return None
-        return st.st_ino if st.st_dev == self.host.fuse_dev else None
+        return ino if dev == self.host.fuse_dev else None
 
     def _stat(self, note: seccomp.Notification) -> None:
         name, a = note.syscall, note.args

@@ -10,9 +10,10 @@ once the mount serves) receives it and starts a
   (a dict read, safe off the engine thread);
 - each DRM ioctl is handed to the trio thread one way (``TrioToken.run_sync_soon``) and
   answered there by :func:`vdrm.bridge.ioctls.answer`, atomically with respect to the
-  FUSE handlers, as every engine call. The client behind the caller's fd is found in
-  the host's ``/proc`` (:meth:`ProcessTable.fd`: the fd's ``ino`` is the open's own
-  inode, see :mod:`vdrm.fs.tree`), never through the mount;
+  FUSE handlers, as every engine call. The client behind the caller's fd is the one
+  opened on the fd's inode (every open has its own, see :mod:`vdrm.fs.tree`), read with
+  ``statx(AT_STATX_DONT_SYNC)`` through ``/proc/<tid>/fd/<n>``: cached attributes, no
+  request to the mount the trio thread serves;
 - a wait (WAIT_BO on the real clock) becomes a trio task that sleeps until the deadline,
   checking every :data:`RECHECK` seconds that its caller is still there: a SIGKILLed
   caller's wait is dropped, and its client is released by FUSE RELEASE as for any
@@ -68,8 +69,11 @@ class TreeHost:
     # -- engine thread -----------------------------------------------------------
 
     def client_ino(self, tid: int, fd: int) -> int | None:
-        ref = self.tree.procfs.fd(tid, fd)
-        return ref.ino if ref is not None and ref.file is None else None
+        try:  # cached attributes only: no request to this very daemon
+            dev, ino = nodestat.identity(f"/proc/{tid}/fd/{fd}")
+        except OSError:
+            return None
+        return ino if dev == self.fuse_dev and self.tree.is_open_ino(ino) else None
 
     def ioctl(self, ino: int, cmd: int, argp: int, mem: "ProcessMemory") -> int:
         file = self.tree.client(ino)
