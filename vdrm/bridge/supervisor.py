@@ -208,7 +208,10 @@ class Supervisor:
             else:  # statx(dirfd, path, flags, mask, buf)
                 dirfd, path_addr, flags, mask, buf = _s32(a[0]), a[1], _s32(a[2]), a[3] & 0xFFFFFFFF, a[4]
             try:
-                path = mem.read_string(path_addr, PATH_MAX) if path_addr else None
+                if path_addr:
+                    path = mem.read_string(path_addr, PATH_MAX)
+                else:  # NULL with AT_EMPTY_PATH is the fd itself (Linux 6.11+)
+                    path = b"" if flags & AT_EMPTY_PATH else None
             except BadAddress:
                 path = None
             if path is None:  # the kernel reports the bad pointer itself
