@@ -7,8 +7,8 @@ no other module spells a path. Placeholders in a path:
 ``{node}``, ``{minor}``, ``{kind}``
     expanded when the tree is built, once per DRM node (``card0``/0/``card``,
     ``renderD128``/128/``render``);
-``{pdev}``
-    the platform device's name (``fde60000.gpu``);
+``{pdev}``, ``{driver}``
+    the platform device's name (``fde60000.gpu``) and its driver's (``panfrost``);
 ``{pid}``, ``{fd}``, ``{tid}``
     real processes holding vdrm fds (every real process with ``all_pids``), those fds, and
     a process's threads (:mod:`vdrm.fs.procfs`), looked up live;
@@ -22,10 +22,13 @@ Node kinds and what an open of each gives (:class:`OpenFile`):
             sysfs); ``LINK`` symlinks; ``ATTR`` a sysfs attribute (read: text rendered at
             open; each write: one store); ``LOG`` the kernel log, whose ``st_size`` is the
             bytes logged so far so ``tail -f`` follows it; ``NODE`` a DRM device node: each
-            open is a new DRM client speaking :mod:`vdrm.fs.protocol`; ``CHAR`` the same node
-            as a character device 226:<minor> (``dev/dri-nodes/``), for ``stat`` only: a
-            runner binds that directory at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve
-            to what /proc-walking tools expect; opening it fails, as on any ``nodev`` mount.
+            open is a new DRM client speaking :mod:`vdrm.fs.protocol` (the namespace runner
+            binds ``dev/dri`` at ``/dev/dri``, and its process bridge, :mod:`vdrm.bridge`,
+            makes these nodes character devices to ``stat`` and answers their ioctls);
+            ``CHAR`` the same node as a character device 226:<minor> (``dev/dri-nodes/``),
+            for ``stat`` only: where the bridge cannot run, the runner binds that directory
+            at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve to what /proc-walking
+            tools expect; opening it fails, as on any ``nodev`` mount.
 
 Rows marked ``all_pids`` exist only in a tree built with ``all_pids=True`` (the namespace
 runner, :mod:`vdrm.fs.runner`): every real process then has a ``proc/<pid>/``, with its
@@ -95,13 +98,6 @@ DYNAMIC_TIMEOUT = 1.0
 
 # The DRM nodes: name, minor, by-path suffix.
 NODES = (("card0", 0, "card"), ("renderD128", 128, "render"))
-
-# The emulated board's device-tree node for the GPU (an RK3568's Mali-G52), as the
-# platform device's uevent shows it.
-_PDEV_UEVENT = ("DRIVER=panfrost\nOF_NAME=gpu\nOF_FULLNAME=/gpu@{address}\n"
-                "OF_COMPATIBLE_0=rockchip,rk3568-mali\nOF_COMPATIBLE_1=arm,mali-bifrost\n"
-                "OF_COMPATIBLE_N=2\nMODALIAS=of:NgpuT(null)Crockchip,rk3568-maliCarm,mali-bifrost\n")
-
 
 class Kind(enum.Enum):
     """What a path is, which decides its file type and what an open of it gives."""
@@ -254,7 +250,9 @@ def _clock_store(tree: "Tree", a: dict, text: str) -> None:
 
 
 def _pdev_uevent(tree: "Tree", a: dict) -> str:
-    return _PDEV_UEVENT.format(address=a["pdev"].split(".")[0])
+    from vdrm.panfrost.device import platform_uevent  # identity data: the driver's, not fs's
+
+    return platform_uevent()
 
 
 def _profiling_show(tree: "Tree", a: dict) -> str:
@@ -327,7 +325,7 @@ TABLE: tuple[Row, ...] = (
     Row("dev/dri/{node}", N, 0o666),
     Row("dev/dri/by-path", D, 0o755),
     Row("dev/dri/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
-    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri
+    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri where the bridge cannot run
     Row("dev/dri-nodes/{node}", C, 0o666),
     Row("dev/dri-nodes/by-path", D, 0o755),
     Row("dev/dri-nodes/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
@@ -355,6 +353,8 @@ TABLE: tuple[Row, ...] = (
     # the profiling switch: sysfs from 6.10, a debugfs atomic_t (mode 0600) in 6.7-6.9
     Row(_DEV + "/profiling", A, 0o644, (_profiling_show, _profiling_store), SYSFS_ATTR_SIZE,
         feature="profiling-sysfs"),
+    Row(_DEV + "/subsystem", L, 0o777, "../../../bus/platform"),  # libdrm: the bus type
+    Row(_DEV + "/driver", L, 0o777, "../../../bus/platform/drivers/{driver}"),
     Row(_DEV + "/drm", D, 0o755),
     Row(_DEV + "/drm/{node}", D, 0o755),
     Row(_DEV + "/drm/{node}/dev", T, 0o444, "226:{minor}\n", SYSFS_ATTR_SIZE),
@@ -362,6 +362,13 @@ TABLE: tuple[Row, ...] = (
         "MAJOR=226\nMINOR={minor}\nDEVNAME=dri/{node}\nDEVTYPE=drm_minor\n", SYSFS_ATTR_SIZE),
     Row(_DEV + "/drm/{node}/device", L, 0o777, "../../../{pdev}"),
     Row(_DEV + "/drm/{node}/subsystem", L, 0o777, "../../../../../class/drm"),
+    Row("sys/bus", D, 0o755),
+    Row("sys/bus/platform", D, 0o755),
+    Row("sys/bus/platform/devices", D, 0o755),
+    Row("sys/bus/platform/devices/{pdev}", L, 0o777, "../../../devices/platform/{pdev}"),
+    Row("sys/bus/platform/drivers", D, 0o755),
+    Row("sys/bus/platform/drivers/{driver}", D, 0o755),
+    Row("sys/bus/platform/drivers/{driver}/{pdev}", L, 0o777, "../../../../devices/platform/{pdev}"),
     Row("sys/kernel", D, 0o755),
     Row("sys/kernel/debug", D, 0o700),
     Row("sys/kernel/debug/dri", D, 0o755),
@@ -407,7 +414,8 @@ class _Pattern:
         return self.row.kind
 
 
-def _expand(pdev: str, all_pids: bool = False, has: Callable[[str], bool] = lambda feature: True) -> list[_Pattern]:
+def _expand(pdev: str, all_pids: bool = False, has: Callable[[str], bool] = lambda feature: True,
+            driver: str = "panfrost") -> list[_Pattern]:
     patterns = []
     for row in TABLE:
         if row.all_pids and not all_pids:
@@ -418,7 +426,7 @@ def _expand(pdev: str, all_pids: bool = False, has: Callable[[str], bool] = lamb
         if any(key in row.path for key in _NODE_KEYS):
             variants = [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
         for variant in variants:
-            args = {"pdev": pdev, **variant}
+            args = {"pdev": pdev, "driver": driver, **variant}
             path = row.path
             for key, value in args.items():
                 path = path.replace("{" + key + "}", str(value))
@@ -634,7 +642,7 @@ class Tree:
         self.static_timeout = static_timeout
         self.all_pids = all_pids
         self.mtime_ns = time.time_ns()
-        self._patterns = _expand(device.platform_device, all_pids, device.driver.has)
+        self._patterns = _expand(device.platform_device, all_pids, device.driver.has, device.driver_name)
         self._inodes: dict[int, Inode] = {}
         self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
         self._next_ino = itertools.count(len(self._patterns) + 1)
@@ -954,6 +962,12 @@ class Tree:
         """The DRM client opened on node inode ``ino`` (the first, if reopened via /proc)."""
         opens = self._opens.get(ino)
         return opens[0].file if opens else None
+
+    def node_minor(self, ino: int) -> int | None:
+        """The minor of the DRM node inode ``ino`` names (opened or only looked up), or
+        None if ``ino`` is something else (the process bridge's stat answers)."""
+        inode = self._inodes.get(ino)
+        return inode.args["minor"] if inode is not None and inode.kind is Kind.NODE else None
 
     def known_inodes(self) -> int:
         """How many inodes the tree holds (static ones included): for leak checks."""

@@ -33,6 +33,27 @@ from vdrm.panfrost.releases import PANFROST
 # kernel log's dev_err prefix show.
 PLATFORM_DEVICE = "fde60000.gpu"
 
+# The platform device's identity, as its sysfs ``uevent`` shows it and libdrm's
+# drmGetDevices2 reads it (DRM_BUS_PLATFORM: ``OF_FULLNAME`` is the bus info,
+# ``OF_COMPATIBLE_<n>`` the device info): the RK3568's Mali node of the kernel's
+# arch/arm64/boot/dts/rockchip/rk356x(-base).dtsi, ``gpu: gpu@fde60000``, and the driver
+# that binds it.
+DRIVER_NAME = "panfrost"
+OF_NAME = "gpu"
+OF_FULLNAME = "/gpu@fde60000"
+OF_COMPATIBLE = ("rockchip,rk3568-mali", "arm,mali-bifrost")
+PLATFORM_BUS = "platform"
+
+
+def platform_uevent() -> str:
+    """The platform device's ``uevent``: what ``drivers/base/core.c`` and ``of_device_uevent``
+    print for a bound device-tree device (``MODALIAS`` as ``of_modalias`` spells it)."""
+    lines = [f"DRIVER={DRIVER_NAME}", f"OF_NAME={OF_NAME}", f"OF_FULLNAME={OF_FULLNAME}"]
+    lines += [f"OF_COMPATIBLE_{i}={c}" for i, c in enumerate(OF_COMPATIBLE)]
+    lines.append(f"OF_COMPATIBLE_N={len(OF_COMPATIBLE)}")
+    lines.append(f"MODALIAS=of:N{OF_NAME}T(null)" + "".join(f"C{c}" for c in OF_COMPATIBLE))
+    return "\n".join(lines) + "\n"
+
 SIZE_UNITS = ("auto", "exact", "truncating")
 # The emulated releases, oldest first: the rows of the release table (vdrm.panfrost.releases).
 KERNEL_VERSIONS = PANFROST.releases
@@ -120,6 +141,11 @@ class PanfrostDevice:
                              client_ids=ClientIdCounter(config.first_client_id),
                              ioctls=self._ioctls, unique=PLATFORM_DEVICE)
         self.timeline = self.driver.timeline
+
+    @property
+    def driver_name(self) -> str:
+        """The driver bound to the platform device (sysfs ``driver``, ``DRIVER=``)."""
+        return self.driver.name
 
     @property
     def kernel(self) -> tuple[int, int]:
