@@ -299,6 +299,19 @@ def test_a_device_without_a_driver_table_answers_the_core_ioctls():
 # -- the one dispatch ------------------------------------------------------------------------
 
 
+def test_a_refused_call_never_reads_its_pointers(dev, render, client, monkeypatch):
+    """EACCES comes before the user arrays are read: a bad pointer in a refused call is not EFAULT."""
+    struct = Struct("s", (Field("list", "u64", pointer=UserArray("n")), Field("n", "u32")))
+    table = build_table([Ioctl("CARD_ONLY", (Arg("list", "list"),), lambda f, list: {}, "x",
+                               number=DRM_IOW(0x40, struct), flags=0)])
+    monkeypatch.setattr(dev.drm, "ioctls", table)
+    reads = client.mem.reads
+    assert client.call(render, "CARD_ONLY", list=0xdead0000, n=4)[0] == -errno.EACCES
+    assert client.mem.reads == reads + 1  # the struct, nothing behind it
+    card = dev.open(0, pid=1, comm="x", uid=1000)
+    assert client.call(card, "CARD_ONLY", list=0xdead0000, n=4)[0] == -errno.EFAULT
+
+
 def test_dispatch_checks_flags_before_the_handler(dev, render):
     """A refused request never reaches its handler."""
     called = []

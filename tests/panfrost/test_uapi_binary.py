@@ -5,8 +5,12 @@ from __future__ import annotations
 import errno
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.drm.uapi_client import BinaryClient
+from vdrm.drm.ioctl import drm_ioctl
+from vdrm.drm.uapi import ioc
 from vdrm.fs import protocol
 from vdrm.panfrost import debugfs
 from vdrm.panfrost.mmu import DEFAULT_FAULT_ACCESS, DEFAULT_FAULT_EXCEPTION
@@ -167,7 +171,6 @@ def test_a_label_of_4096_bytes_is_e2big(file, client):
 def test_get_param_into_read_only_memory_is_efault(file, client):
     """GET_PARAM whose struct cannot be written back is EFAULT (a read-only struct)."""
     struct = file.dev.ioctls["GET_PARAM"].struct
-    from vdrm.drm.ioctl import drm_ioctl
     addr = client.mem.alloc(struct.pack({"param": 0}), writable=False)
     assert drm_ioctl(file, file.dev.ioctls["GET_PARAM"].cmd, addr, client.mem) == -errno.EFAULT
 
@@ -192,3 +195,30 @@ def test_panfrost_ioctls_work_on_card0_too(dev, client):
     """Every Panfrost ioctl is DRM_RENDER_ALLOW and also allowed on the primary node."""
     card = dev.open(0, pid=3, comm="x", uid=1000)
     assert client.call(card, "CREATE_BO", size=MiB)[0] == 0
+
+
+# -- hostile structs ------------------------------------------------------------------------
+
+_NAMES = sorted(make_device().ioctls)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(calls=st.lists(st.tuples(st.sampled_from(_NAMES), st.integers(0, 3), st.integers(0, 80),
+                                st.binary(max_size=80)), min_size=1, max_size=12))
+def test_random_structs_never_crash_and_closing_frees_everything(calls):
+    """Any ioctl with any direction, size and bytes answers 0 or -errno; closing the file frees it all."""
+    dev = make_device()
+    free = dev.pages.free_pages
+    file = dev.open(128, pid=9, comm="fuzz")
+    client = BinaryClient()
+    # a mapped scratch area, so some random pointers land on real memory
+    client.mem.map(0x7000_0000, 0x1000, data=bytes(range(256)) * 16)
+    for name, direction, size, data in calls:
+        nr = dev.ioctls[name].number.nr
+        addr = client.mem.alloc(data.ljust(size, b"\0") or 1)
+        ret = drm_ioctl(file, ioc(direction, 0x64, nr, size), addr, client.mem)
+        assert ret <= 0 and (ret == 0 or -ret in errno.errorcode), (name, ret)
+    dev.release(file)
+    dev.advance(10**12)  # let any job still running end
+    assert not list(dev.drm.iter_objects())
+    assert dev.pages.free_pages == free

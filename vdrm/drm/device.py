@@ -17,7 +17,7 @@ second :class:`Driver` subclass.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from vdrm.drm import auth
 from vdrm.drm.file import DrmFile
@@ -26,7 +26,6 @@ from vdrm.errors import InvalidArgument, KernelBug
 
 if TYPE_CHECKING:
     from vdrm.drm.auth import DrmMaster
-    from vdrm.drm.ioctl import IoctlTable
     from vdrm.drm.gem import GemObject
     from vdrm.kernel.clock import Clock
     from vdrm.kernel.printk import KernelLog
@@ -105,7 +104,7 @@ class DrmDevice:
         clock: "Clock",
         log: "KernelLog",
         client_ids: ClientIdCounter | None = None,
-        ioctls: "IoctlTable | None" = None,
+        ioctls: "Mapping[str, Any] | None" = None,
         unique: str = "",
     ):
         self.driver = driver
@@ -116,7 +115,7 @@ class DrmDevice:
         self.vma_offsets = VmaOffsetManager()
         self.files: dict[int, DrmFile] = {}  # client_id -> file, in open order
         self.master: "DrmMaster | None" = None  # dev->master: the current DRM master
-        self.ioctls = ioctls  # core + driver ioctls, what drm_ioctl() looks numbers up in
+        self.ioctls = ioctls  # build_table(core, driver): drm_ioctl() looks numbers up here
         self.unique = unique  # dev->unique: the parent device's name (platform: "fde60000.gpu")
         self.flink_names: dict[int, "GemObject"] = {}
         self._next_flink_name = 1

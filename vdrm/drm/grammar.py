@@ -44,12 +44,18 @@ the text (and the argument's names for flags and enums).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from vdrm.errors import InvalidArgument
 
-if TYPE_CHECKING:
-    from vdrm.drm.ioctl import Arg
+
+class ArgLike(Protocol):
+    """What a parser needs of an argument: its name (for messages) and, for flags and
+    enums, its names (``vdrm.drm.ioctl.Arg`` has both; the grammar depends on nothing)."""
+
+    name: str
+    names: Mapping[str, int]
+    kind: str
 
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
@@ -204,7 +210,7 @@ def parse_duration(text: str, key: str = "duration") -> int:
 # -- names ----------------------------------------------------------------------------
 
 
-def _lookup_name(part: str, arg: "Arg") -> int | None:
+def _lookup_name(part: str, arg: ArgLike) -> int | None:
     """The value of a flag or enum name in any case, or of a number; None if neither."""
     if _NUMBER.fullmatch(part):
         return parse_int(part, arg.name, "u32")
@@ -215,11 +221,11 @@ def _lookup_name(part: str, arg: "Arg") -> int | None:
     return None
 
 
-def _known(arg: "Arg") -> str:
+def _known(arg: ArgLike) -> str:
     return ", ".join(arg.names)
 
 
-def parse_flags(text: str, arg: "Arg") -> int:
+def parse_flags(text: str, arg: ArgLike) -> int:
     if not text:
         return 0
     value = 0
@@ -234,7 +240,7 @@ def parse_flags(text: str, arg: "Arg") -> int:
     return value
 
 
-def parse_enum(text: str, arg: "Arg") -> int:
+def parse_enum(text: str, arg: ArgLike) -> int:
     value = _lookup_name(text, arg) if text else None
     if value is None:
         raise InvalidArgument(f"unknown value {quote(text)} for {arg.name} (known: {_known(arg)})")
@@ -250,7 +256,7 @@ def parse_list(text: str, key: str) -> list[int]:
     return [parse_int(item, key, "u32") for item in items]
 
 
-PARSERS: Mapping[str, Callable[[str, "Arg"], Any]] = {
+PARSERS: Mapping[str, Callable[[str, ArgLike], Any]] = {
     "u32": lambda text, arg: parse_int(text, arg.name, "u32"),
     "u64": lambda text, arg: parse_int(text, arg.name, "u64"),
     "s64": lambda text, arg: parse_int(text, arg.name, "s64"),
@@ -264,6 +270,6 @@ PARSERS: Mapping[str, Callable[[str, "Arg"], Any]] = {
 """kind -> parser(text, arg): the one table the protocol, HELP and the loader read."""
 
 
-def parse_value(arg: "Arg", text: str) -> Any:
+def parse_value(arg: ArgLike, text: str) -> Any:
     """The Python value of ``text`` for ``arg`` (``str``: as given, escapes already decoded)."""
     return PARSERS[arg.kind](text, arg)
