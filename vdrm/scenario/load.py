@@ -5,7 +5,7 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
     description = "one game on both engines"
 
     [device]
-    kernel = "6.18"            # fdinfo dialect: 6.6 .. 6.18
+    kernel = "6.18"            # kernel dialect: 6.6 .. 7.0
     profiling = true
     heap_backing = "sparse"    # or "dense"
     ram = "1G"
