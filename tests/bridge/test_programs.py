@@ -118,8 +118,7 @@ def test_libdrm_client(clients: dict[str, str], kernel: tuple[int, int]) -> None
 
 def test_static_client_with_raw_ioctls(clients: dict[str, str]) -> None:
     """A statically linked program with raw ioctl(2) and no libdrm gets the same answers."""
-    ldd = subprocess.run(["ldd", clients["static"]], capture_output=True, text=True)
-    assert "not a dynamic executable" in ldd.stdout + ldd.stderr
+    assert b"ld-linux" not in Path(clients["static"]).read_bytes()[:4096]  # no ELF interpreter
     v = values(run(f"{clients['static']} basic"))
     check_basic(v)
     assert v["bad_pointer"] == "-1 errno=14" and "FAILED" not in v
