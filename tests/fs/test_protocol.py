@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vdrm.drm.device import Driver
 from vdrm.drm.ioctl import CORE_IOCTLS, Arg, Ioctl
 from vdrm.errors import (Busy, InvalidArgument, KernelBug, NoEntry, NoSpace, TimedOut, VdrmError,
                          WouldBlock)
@@ -621,6 +622,7 @@ def test_core_set_client_name_reaches_the_file():
     """A real core ioctl runs through the protocol against a file-like object."""
     class NamedFile:
         name = None
+        dev = type("Dev", (), {"driver": Driver()})()  # a driver with every release feature
 
         def set_client_name(self, name: str) -> None:
             self.name = name

@@ -5,6 +5,15 @@ handle table, an optional client name (``DRM_IOCTL_SET_CLIENT_NAME``, 6.13+), th
 comm of the process that opened it, and the driver's per-file state (``driver_priv``;
 Panfrost keeps the GPU address space there). dup'd and inherited fds share the file; it
 is released when the last of them closes (``DrmDevice.release``).
+
+Owner (6.4+, "drm: Update file owner during use"): ``drm_ioctl_kernel()`` first calls
+``drm_file_update_pid()``, so the process (thread group) that makes an ioctl on the file
+becomes its owner, the pid and command that debugfs ``clients`` and ``sched_ctxs`` (and
+vdrm's truth) show, unless the file ever was DRM master (``was_master``: master files keep
+their opener for ``drm_master_check_perm``). Only ioctls move it: an ioctl number the
+kernel does not know is refused in ``drm_ioctl()`` before that call, and read, mmap or
+close never move it. :meth:`DrmFile.update_pid` is that step; whoever dispatches an ioctl
+for a known caller calls it.
 """
 
 from __future__ import annotations
@@ -41,6 +50,14 @@ class DrmFile:
         self.handles = HandleTable()
         self.driver_priv: Any = None
         self.closed = False
+
+    def update_pid(self, pid: int, comm: str) -> bool:
+        """``drm_file_update_pid``: the ioctl caller's thread group becomes the owner (no
+        change for a file that was master). True when the owner changed."""
+        if self.was_master or pid == self.pid:
+            return False
+        self.pid, self.comm = pid, comm
+        return True
 
     def set_client_name(self, name: str) -> None:
         """DRM_IOCTL_SET_CLIENT_NAME: printable ASCII without spaces, at most 64 bytes.

@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from vdrm.drm import auth, gem, grammar
+from vdrm.drm import auth, gem, grammar, releases
 from vdrm.drm.uaccess import USER_ADDR_MAX, UserMemory, copy_from_user, copy_to_user
 from vdrm.drm.uapi import (DRM_COMMAND_BASE, DRM_COMMAND_END, DRM_IO, DRM_IOCTL_BASE, DRM_IOR,
                            DRM_IOW, DRM_IOWR, IOC_IN, IOC_OUT, Field, IoctlNumber, Struct,
@@ -611,7 +611,7 @@ CORE_IOCTLS: tuple[Ioctl, ...] = (
     Ioctl("SET_CLIENT_NAME", (Arg("name", "str", "printable ASCII, no spaces, <= 64 bytes; empty clears",
                                   default=""),),
           _set_client_name, "Set drm-client-name (kernel 6.13+).",
-          number=DRM_IOWR(0xD1, DRM_SET_CLIENT_NAME), flags=DRM_RENDER_ALLOW),
+          number=DRM_IOWR(0xD1, DRM_SET_CLIENT_NAME), flags=DRM_RENDER_ALLOW, since=releases.CLIENT_NAME),
     Ioctl("VERSION", (), _version, "The driver's name and version.",
           number=DRM_IOWR(0x00, DRM_VERSION), flags=DRM_RENDER_ALLOW),
     Ioctl("GET_UNIQUE", (), _get_unique, "The master's bus id (card0; empty before SET_VERSION 1.1+).",

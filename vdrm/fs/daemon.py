@@ -42,7 +42,9 @@ from vdrm.fs import bridge as fs_bridge
 from vdrm.fs.operations import Operations
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
-from vdrm.panfrost.device import KERNEL_VERSIONS, DeviceConfig, PanfrostDevice
+from vdrm.kernel.releases import parse_release, release_name
+from vdrm.panfrost.device import DeviceConfig, PanfrostDevice
+from vdrm.panfrost.releases import PANFROST
 from vdrm.scenario.load import ScenarioError
 from vdrm.scenario.load import load as load_scenario
 from vdrm.scenario.run import Scenario
@@ -77,16 +79,16 @@ def parse_size(text: str) -> int:
 
 def parse_kernel(text: str) -> tuple[int, int]:
     try:
-        major, minor = (int(part) for part in text.split("."))
+        release = parse_release(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a kernel version like 6.18") from None
-    if (major, minor) not in KERNEL_VERSIONS:
+    if not PANFROST.is_emulated(release):
         raise argparse.ArgumentTypeError(f"kernel {text} is not emulated (choose from {_kernels()})")
-    return major, minor
+    return release
 
 
 def _kernels() -> str:
-    return ", ".join(f"{a}.{b}" for a, b in KERNEL_VERSIONS)
+    return PANFROST.names()
 
 
 def _fraction(text: str) -> float:
@@ -111,7 +113,7 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = DeviceConfig()
-    latest = "%d.%d" % KERNEL_VERSIONS[-1]
+    newest = release_name(PANFROST.newest)
     parser = argparse.ArgumentParser(
         prog="mount.py",
         description="Mount vdrm: an emulated Arm Mali GPU (Panfrost) with a fake /dev/dri, "
@@ -155,8 +157,8 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
                         help="an existing directory to mount on (not with --run)")
     device = parser.add_argument_group("the emulated device")
     device.add_argument("--kernel", type=parse_kernel, default=defaults.kernel, metavar="VERSION",
-                        help=f"kernel whose fdinfo and debugfs dialect to speak: {_kernels()} "
-                             f"(default {latest})")
+                        help=f"kernel whose ioctls, fdinfo and debugfs dialect to speak: {_kernels()}; "
+                             f"the newest is {newest} (default {release_name(defaults.kernel)})")
     device.add_argument("--heap-backing", choices=("sparse", "dense"), default=defaults.heap_backing,
                         help="heap BO pages: 'sparse' as the 2025 RFC (pages only where faulted), "
                              f"'dense' as mainline (default {defaults.heap_backing})")
