@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
+import gc
 import logging
 import os
 import re
@@ -200,6 +201,7 @@ def make_device(args: argparse.Namespace) -> tuple[PanfrostDevice, Scenario | No
     built from the device options. Raises ScenarioError, UsageError or VdrmError."""
     if args.scenario is not None:
         scenario = Scenario(load_scenario(args.scenario))
+        gc.freeze()  # what the scenario built lives on: keep collections from rescanning it
         return scenario.device, scenario
     return PanfrostDevice(build_config(args)), None
 

@@ -25,7 +25,7 @@ from vdrm.kernel.printk import KERN_INFO
 from vdrm.panfrost import ioctl as pf
 from vdrm.panfrost.device import DeviceConfig, PanfrostDevice
 from vdrm.panfrost.gem import SZ_2M
-from vdrm.scenario.load import DEFAULT_FD_FLAGS, ScenarioSpec
+from vdrm.scenario.load import DEFAULT_FD_FLAGS, ScenarioSpec, gc_paused
 
 NODE_INO = {0: 530, 128: 531}
 NODE_PATH = {0: "/dev/dri/card0", 128: "/dev/dri/renderD128"}
@@ -101,20 +101,19 @@ class Scenario:
         self.clients: dict[str, DrmFile] = {}
         self.handles: dict[tuple[str, str], int] = {}  # (client id, BO id) -> handle
         self.processes: dict[int, EmulatedProcess] = {}
-        self._build()
+        with gc_paused():
+            self._build()
 
     # -- building -------------------------------------------------------------------------
 
-    def _opener(self, client_id: str) -> Any:
-        for proc in self.spec.processes:
-            if client_id in proc.fds.values():
-                return proc
-        return None
-
     def _build(self) -> None:
         spec = self.spec
+        openers: dict[str, Any] = {}  # client id -> the first process holding it
+        for proc in spec.processes:
+            for client_id in proc.fds.values():
+                openers.setdefault(client_id, proc)
         for c in spec.clients:
-            opener = self._opener(c.id)
+            opener = openers.get(c.id)
             file = self.device.open(c.minor, pid=opener.pid if opener else 0,
                                     comm=opener.comm if opener else "", uid=opener.uid if opener else 0)
             if c.name:
