@@ -491,7 +491,7 @@ def test_dma_npages_counts_the_pages_of_every_dma_segment(gaps, offset, segment_
     for gap in gaps:
         pfn += 1 + gap
         pfns.append(pfn)
-    size = len(pfns) * PAGE_SIZE - offset - (offset // 2)
+    size = max(1, len(pfns) * PAGE_SIZE - offset - (offset // 2))
     table = sg_alloc_table_from_pages_segment(pfns, offset, size, segment_pages * PAGE_SIZE)
     assert table.dma_npages() == 0
     dma_map_sgtable(table)
