@@ -37,7 +37,7 @@ import pyfuse3
 import trio
 
 from vdrm.errors import VdrmError
-from vdrm.fs.operations import Operations
+from vdrm.fs.operations import Operations, send_invalidations
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
 from vdrm.panfrost.device import KERNEL_VERSIONS, DeviceConfig, PanfrostDevice
@@ -284,7 +284,7 @@ def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = l
         owner = (os.getuid(), os.getgid()) if all_pids and os.getuid() != 0 else None
         procfs = ScenarioProcessTable(procfs, scenario, owner=owner)
     tree = Tree(device, procfs, all_pids=all_pids)
-    ops = Operations(tree)
+    ops = Operations(tree, notify=send_invalidations)
     try:
         pyfuse3.init(ops, mountpoint, set(options))
     except RuntimeError as e:

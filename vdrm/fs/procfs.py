@@ -148,6 +148,23 @@ class ProcessTable:
             return None
         return self._probe(pid, fd)
 
+    def header(self, pid: int, fd: int) -> FdRef | None:
+        """:meth:`fd` with one read: the real fdinfo alone (its ``ino`` and ``mnt_id`` say
+        whether the fd is ours; the link's name is only :meth:`fd`'s cheap filter). What an
+        open of ``fdinfo/<fd>`` costs the host: the ``flags`` may have changed by fcntl."""
+        if pid == self._self_pid:
+            return None
+        try:
+            header = parse_fdinfo_header(_read(f"{self._proc}/{pid}/fdinfo/{fd}").decode())
+        except OSError:
+            return None
+        if header is None:
+            return None
+        pos, flags, mnt_id, ino = header
+        if not self._is_open_ino(ino) or not self._is_our_mount(pid, mnt_id):
+            return None
+        return FdRef(pid, fd, pos, flags, mnt_id, ino)
+
     def _probe(self, pid: int, fd: int) -> FdRef | None:
         try:
             target = os.readlink(f"{self._proc}/{pid}/fd/{fd}")
@@ -321,6 +338,19 @@ class ScenarioProcessTable:
             return self.real.fd(pid, fd)
         efd = proc.fds.get(fd)
         return self._ref(pid, efd) if efd else None
+
+    def header(self, pid: int, fd: int) -> FdRef | None:
+        proc = self._emulated(pid)
+        if proc is None:
+            return self.real.header(pid, fd)
+        efd = proc.fds.get(fd)
+        return self._ref(pid, efd) if efd else None
+
+    def take_closed(self) -> list[tuple[int, int]]:
+        """The emulated ``(pid, fd)`` that scenario events closed since the last call."""
+        closed = list(self.scenario.closed_fds)
+        self.scenario.closed_fds.clear()
+        return closed
 
     @staticmethod
     def _ref(pid: int, efd: Any) -> FdRef:

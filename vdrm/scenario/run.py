@@ -101,6 +101,7 @@ class Scenario:
         self.clients: dict[str, DrmFile] = {}
         self.handles: dict[tuple[str, str], int] = {}  # (client id, BO id) -> handle
         self.processes: dict[int, EmulatedProcess] = {}
+        self.closed_fds: list[tuple[int, int]] = []  # (pid, fd) closed by events, for the mount's cache
         with gc_paused():
             self._build()
 
@@ -198,6 +199,7 @@ class Scenario:
             for proc in self.processes.values():
                 for fd in [fd for fd, efd in proc.fds.items() if efd.file is file]:
                     del proc.fds[fd]
+                    self.closed_fds.append((proc.pid, fd))
             dev.release(file)
         elif event.kind == "madvise":
             handle = self.handles[(event.client, event.value["bo"])]
