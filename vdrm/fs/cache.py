@@ -74,6 +74,7 @@ class KernelCache:
 
     def __init__(self) -> None:
         self.generation = 0  # bumped by every event that can change an fdinfo text
+        self.epoch = 0  # bumped by every invalidation: a listing made before it is unsure
         self._files: dict[int, FileState] = {}
         self._believed: set[int] = set()  # inodes whose state is valid
         self._entries: dict[int, set[tuple[int, int | None]]] = {}  # node ino -> {(pid, fd or None)}
@@ -90,6 +91,7 @@ class KernelCache:
 
     def flushed(self, node_ino: int) -> None:
         """An fd of that open file was closed: every name recorded under it goes."""
+        self.epoch += 1
         names = self._entries.pop(node_ino, None)
         if names:
             # fds before pids: a pid's directory is revalidated after its entries are gone
@@ -97,6 +99,7 @@ class KernelCache:
 
     def names_gone(self, names: list[tuple[int, int | None]]) -> None:
         """Emulated fds (or pids) that a scenario event removed."""
+        self.epoch += 1
         self._pending_entries += sorted(names, key=lambda n: n[1] is None)
 
     # -- fdinfo texts ---------------------------------------------------------------------
@@ -151,6 +154,7 @@ class KernelCache:
         """Something every fdinfo text may depend on changed: nothing the kernel holds
         stands (invalidations queued for :meth:`take`)."""
         self.generation += 1
+        self.epoch += 1
         for ino in self._believed:
             st = self._files.get(ino)
             if st is not None:
@@ -160,6 +164,7 @@ class KernelCache:
         self._believed.clear()
 
     def _invalidate(self, ino: int, st: FileState) -> None:
+        self.epoch += 1
         st.valid = False
         st.pages = None
         self._believed.discard(ino)

@@ -25,6 +25,7 @@ kernel has applied them.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import itertools
@@ -117,7 +118,7 @@ class Operations(pyfuse3.Operations):
         self.tree = tree
         self._notify_kernel = notify
         self._files: dict[int, OpenFile] = {}
-        self._dirs: dict[int, list[DirEntry]] = {}
+        self._dirs: dict[int, tuple[list[DirEntry], int]] = {}  # fh -> (listing, cache epoch at opendir)
         self._handles = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._stopping: trio.Event | None = None
@@ -177,22 +178,26 @@ class Operations(pyfuse3.Operations):
     @_edge
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         fh = next(self._handles)
-        self._dirs[fh] = self.tree.listdir(inode)
+        self._dirs[fh] = (self.tree.listdir(inode), self.tree.cache.epoch)
         return fh
 
     @_edge
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        entries = self._dirs[fh]
+        entries, epoch = self._dirs[fh]
+        # A close or a change since OPENDIR may have invalidated what the listing says
+        # before the kernel got it: then let it cache nothing of these entries.
+        settled = epoch == self.tree.cache.epoch
         for index in range(start_id, len(entries)):
             entry = entries[index]
-            if not pyfuse3.readdir_reply(token, entry.name.encode(), _attributes(entry.stat), index + 1):
+            st = entry.stat if settled else dataclasses.replace(entry.stat, entry_timeout=0.0, attr_timeout=0.0)
+            if not pyfuse3.readdir_reply(token, entry.name.encode(), _attributes(st), index + 1):
                 break
             if entry.counted:
                 self.tree.remember(entry.inode)
 
     @_edge
     async def releasedir(self, fh: int) -> None:
-        entries = self._dirs.pop(fh, [])
+        entries, _ = self._dirs.pop(fh, ([], 0))
         self.tree.drop_unreferenced(e.inode for e in entries)
 
     # -- files -------------------------------------------------------------------------
