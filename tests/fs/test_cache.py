@@ -38,6 +38,7 @@ def test_a_change_invalidates_what_the_kernel_was_told() -> None:
     tree.changed()
     inodes, names = tree.invalidations()
     assert inodes == [ino] and names == []
+    tree.cache.settled(inodes)  # the kernel applied it
     again = tree.open(ino, os.O_RDONLY, ROOT)  # a cached name: no lookup
     assert isinstance(again, CachedText) and not again.keep_cache  # no pages until it learns the size again
     tree.changed()
