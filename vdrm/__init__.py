@@ -15,7 +15,10 @@ Layout, after the kernel's own map (imports only go downwards in this list):
     scatterlist engine (``lib/scatterlist.c``).
 ``vdrm.drm``
     The DRM core: GEM objects and the shmem helper (dense and sparse), files and handles,
-    the range allocator (``drm_mm``), mmap offsets, fdinfo memory stats and printing.
+    master and authentication, the range allocator (``drm_mm``), mmap offsets, fdinfo
+    memory stats and printing; the ioctl table and its one dispatch (``ioctl``), the binary
+    uAPI's numbers and struct layouts (``uapi``), user memory (``uaccess``) and the
+    argument grammar every text door uses (``grammar``).
 ``vdrm.panfrost``
     The driver: BO rules, GPU VA, MMU and faults, jobs and engines, ioctls, fdinfo lines,
     debugfs.

@@ -58,6 +58,7 @@ import weakref
 from array import array
 from typing import TYPE_CHECKING, Iterator
 
+from vdrm.drm import releases
 from vdrm.drm.gem import GemObject
 from vdrm.errors import AccessDenied, BadAddress, Exists, InvalidArgument, KernelBug, OutOfMemory, VdrmError
 from vdrm.kernel.printk import KERN_DEBUG, KERN_WARNING
@@ -79,7 +80,6 @@ if TYPE_CHECKING:
 SZ_2M = 2 << 20
 NUM_FAULT_PAGES = SZ_2M // PAGE_SIZE  # pages per sparse range (Panfrost's heap fault unit)
 VMALLOC_START = 0xFFFF800080000000  # arm64 vmalloc area: where fake vmap addresses start
-SHMEM_PRINT_INFO_PIN_COUNT_SINCE = (6, 16)
 
 _vmalloc_next: "weakref.WeakKeyDictionary[object, int]" = weakref.WeakKeyDictionary()
 _HOLES = array("q", [-1]) * NUM_FAULT_PAGES  # a fresh range as it was before population
@@ -539,7 +539,7 @@ class ShmemObject(GemObject):
             return ""
         prefix = "\t" * indent
         lines = []
-        if version >= SHMEM_PRINT_INFO_PIN_COUNT_SINCE:
+        if releases.core_has(releases.SHMEM_PIN_COUNT, version):
             lines.append(f"pages_pin_count={self.pages_pin_count}")
         lines.append(f"pages_use_count={self.pages_use_count}")
         lines.append(f"vmap_use_count={self.vmap_use_count}")

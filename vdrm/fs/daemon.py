@@ -36,11 +36,14 @@ from typing import Callable, Sequence
 import pyfuse3
 import trio
 
-from vdrm.errors import VdrmError
+from vdrm.drm import grammar
+from vdrm.errors import InvalidArgument, VdrmError
 from vdrm.fs.operations import Operations, send_invalidations
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
-from vdrm.panfrost.device import KERNEL_VERSIONS, DeviceConfig, PanfrostDevice
+from vdrm.kernel.releases import parse_release, release_name
+from vdrm.panfrost.device import DeviceConfig, PanfrostDevice
+from vdrm.panfrost.releases import PANFROST
 from vdrm.scenario.load import ScenarioError
 from vdrm.scenario.load import load as load_scenario
 from vdrm.scenario.run import Scenario
@@ -52,8 +55,6 @@ MOUNT_OPTIONS = frozenset({"fsname=vdrm", "subtype=vdrm", "default_permissions",
 MAX_TASKS = 32  # pyfuse3 worker tasks; fewer is faster, each waiting write holds one
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-_SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)
-_SHIFT = {"": 0, "K": 10, "M": 20, "G": 30}
 
 
 class UsageError(Exception):
@@ -68,25 +69,25 @@ class MountError(Exception):
 
 
 def parse_size(text: str) -> int:
-    """``4G``, ``512M``, ``65536K``, ``4GiB`` or plain bytes (powers of 1024)."""
-    m = _SIZE.fullmatch(text.strip())
-    if m is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (a number with an optional K, M or G)")
-    return int(m.group(1)) << _SHIFT[m.group(2).upper()]
+    """``--ram``: a size as :func:`vdrm.drm.grammar.parse_size` reads it (``4G``, ``0x40000000``)."""
+    try:
+        return grammar.parse_size(text, "--ram")
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: {e}") from None
 
 
 def parse_kernel(text: str) -> tuple[int, int]:
     try:
-        major, minor = (int(part) for part in text.split("."))
+        release = parse_release(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a kernel version like 6.18") from None
-    if (major, minor) not in KERNEL_VERSIONS:
+    if not PANFROST.is_emulated(release):
         raise argparse.ArgumentTypeError(f"kernel {text} is not emulated (choose from {_kernels()})")
-    return major, minor
+    return release
 
 
 def _kernels() -> str:
-    return ", ".join(f"{a}.{b}" for a, b in KERNEL_VERSIONS)
+    return PANFROST.names()
 
 
 def _fraction(text: str) -> float:
@@ -111,7 +112,7 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = DeviceConfig()
-    latest = "%d.%d" % KERNEL_VERSIONS[-1]
+    newest = release_name(PANFROST.newest)
     parser = argparse.ArgumentParser(
         prog="mount.py",
         description="Mount vdrm: an emulated Arm Mali GPU (Panfrost) with a fake /dev/dri, "
@@ -154,8 +155,8 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
                         help="an existing directory to mount on (not with --run)")
     device = parser.add_argument_group("the emulated device")
     device.add_argument("--kernel", type=parse_kernel, default=defaults.kernel, metavar="VERSION",
-                        help=f"kernel whose fdinfo and debugfs dialect to speak: {_kernels()} "
-                             f"(default {latest})")
+                        help=f"kernel whose ioctls, fdinfo and debugfs dialect to speak: {_kernels()}; "
+                             f"the newest is {newest} (default {release_name(defaults.kernel)})")
     device.add_argument("--heap-backing", choices=("sparse", "dense"), default=defaults.heap_backing,
                         help="heap BO pages: 'sparse' as the 2025 RFC (pages only where faulted), "
                              f"'dense' as mainline (default {defaults.heap_backing})")

@@ -133,6 +133,14 @@ class ProcessTable:
             if ref is not None:
                 yield ref
 
+    def holds(self, pid: int, ino: int) -> bool:
+        """Whether ``pid`` holds an fd on DRM node inode ``ino`` now (read fresh)."""
+        return any(ref.ino == ino for ref in self._iter_fds(pid))
+
+    def holders(self, ino: int) -> list[int]:
+        """The pids holding an fd on DRM node inode ``ino``, ascending (a whole scan)."""
+        return [pid for pid in self._all_pids() if self.holds(pid, ino)]
+
     def fd(self, pid: int, fd: int) -> FdRef | None:
         """``pid``'s fd ``fd`` if it is on an open vdrm node, read fresh."""
         if pid == self._self_pid:
@@ -304,6 +312,13 @@ class ScenarioProcessTable:
     def has(self, pid: int) -> bool:
         proc = self._emulated(pid)
         return self.real.has(pid) if proc is None else bool(proc.fds)
+
+    def holds(self, pid: int, ino: int) -> bool:
+        # an emulated process's fds are the scenario's own clients: it always holds them
+        return self.real.holds(pid, ino) if self._emulated(pid) is None else True
+
+    def holders(self, ino: int) -> list[int]:
+        return self.real.holders(ino)
 
     def tids(self, pid: int) -> list[int]:
         return self.real.tids(pid) if self._emulated(pid) is None else [pid]

@@ -259,11 +259,15 @@ def _pdev_uevent(tree: "Tree", a: dict) -> str:
 
 
 def _profiling_show(tree: "Tree", a: dict) -> str:
-    return "1\n" if tree.device.profiling else "0\n"
+    return f"{int(tree.device.profiling)}\n"  # sysfs: a bool; debugfs: the atomic_t as set
 
 
 def _profiling_store(tree: "Tree", a: dict, text: str) -> None:
     tree.device.write_profiling(text)
+
+
+def _profile_store(tree: "Tree", a: dict, text: str) -> None:
+    tree.device.write_profile(text)
 
 
 @dataclass(frozen=True)
@@ -281,6 +285,7 @@ class Row:
     size: int = 0
     all_pids: bool = False  # only in a tree built with all_pids (the namespace runner)
     by_caller: bool = False  # LINK whose target depends on who asks; st_size 0 as in procfs
+    feature: str | None = None  # only where the emulated release has it (driver.has)
 
 
 D, T, L, A, G, N, C = Kind.DIR, Kind.TEXT, Kind.LINK, Kind.ATTR, Kind.LOG, Kind.NODE, Kind.CHAR
@@ -348,7 +353,9 @@ TABLE: tuple[Row, ...] = (
     Row("sys/devices/platform", D, 0o755),
     Row(_DEV, D, 0o755),
     Row(_DEV + "/uevent", T, 0o444, _pdev_uevent, SYSFS_ATTR_SIZE),
-    Row(_DEV + "/profiling", A, 0o644, (_profiling_show, _profiling_store), SYSFS_ATTR_SIZE),
+    # the profiling switch: sysfs from 6.10, a debugfs atomic_t (mode 0600) in 6.7-6.9
+    Row(_DEV + "/profiling", A, 0o644, (_profiling_show, _profiling_store), SYSFS_ATTR_SIZE,
+        feature="profiling-sysfs"),
     Row(_DEV + "/drm", D, 0o755),
     Row(_DEV + "/drm/{node}", D, 0o755),
     Row(_DEV + "/drm/{node}/dev", T, 0o444, "226:{minor}\n", SYSFS_ATTR_SIZE),
@@ -361,6 +368,8 @@ TABLE: tuple[Row, ...] = (
     Row("sys/kernel/debug/dri", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}/{debugfs}", T, 0o444, _debugfs),
+    Row("sys/kernel/debug/dri/{minor}/profile", A, 0o600, (_profiling_show, _profile_store),
+        feature="debugfs-profile"),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clock", A, 0o644, (_clock_show, _clock_store)),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients/{client}", D, 0o755),
@@ -399,10 +408,12 @@ class _Pattern:
         return self.row.kind
 
 
-def _expand(pdev: str, all_pids: bool = False) -> list[_Pattern]:
+def _expand(pdev: str, all_pids: bool = False, has: Callable[[str], bool] = lambda feature: True) -> list[_Pattern]:
     patterns = []
     for row in TABLE:
         if row.all_pids and not all_pids:
+            continue
+        if row.feature is not None and not has(row.feature):
             continue
         variants: Iterable[dict[str, Any]] = [{}]
         if any(key in row.path for key in _NODE_KEYS):
@@ -578,6 +589,8 @@ class DrmOpen(OpenFile):
     def answer(self) -> int | None:
         """Answer the pending requests in order; the clock time (ns) to wait for, or None."""
         table = self.tree.device.ioctls
+        if self._pending and not self.released:
+            self.tree.update_owner(self)
         try:
             while self._pending and not self.released:
                 line = self._pending[0]
@@ -638,7 +651,7 @@ class Tree:
         self.static_timeout = static_timeout
         self.all_pids = all_pids
         self.mtime_ns = time.time_ns()
-        self._patterns = _expand(device.platform_device, all_pids)
+        self._patterns = _expand(device.platform_device, all_pids, device.driver.has)
         self._inodes: dict[int, Inode] = {}
         self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
         self._next_ino = itertools.count(len(self._patterns) + 1)
@@ -1041,6 +1054,23 @@ class Tree:
         self.device.release(handle.file)
         self.cache.flushed(handle.ino)
         self.changed()
+
+    def update_owner(self, handle: DrmOpen) -> None:
+        """Before requests run: who makes them, for ``drm_file_update_pid`` (6.4+).
+
+        FUSE does not say who wrote a request (pyfuse3's ``write`` has no context), so
+        the caller is found from the fd holders, the way procfs is: while the owner still
+        holds an fd on this open it is taken to be the caller (the kernel's "single
+        handover followed by exclusive repeated use"); once it holds none (it exited or
+        closed, e.g. a parent that passed the fd to a child), the lowest pid that holds
+        one becomes the owner. Costs one fd probe of the owner per batch of requests.
+        """
+        file = handle.file
+        if file.was_master or (file.pid and self.procfs.holds(file.pid, handle.ino)):
+            return
+        holders = self.procfs.holders(handle.ino)
+        if holders:
+            file.update_pid(holders[0], self.procfs.comm(holders[0]))
 
     def client(self, ino: int) -> "DrmFile | None":
         """The DRM client opened on node inode ``ino`` (the first, if reopened via /proc)."""

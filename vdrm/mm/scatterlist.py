@@ -29,6 +29,13 @@ chain a new chunk after a short chunk (an earlier ``left_pages`` promised fewer 
 followed); re-passing the page in which the previous entry ends mid-page. Appends absorb
 as many contiguous pages into ``prv`` as ``max_segment`` allows (mainline), not RFC v2's
 single page. ``CONFIG_ARCH_NO_SG_CHAIN`` is not modelled.
+
+Where the kernel WARNs before refusing (``WARN_ON(max_segment < PAGE_SIZE)`` after the
+round-down, ``WARN_ON(offset)`` on a call that continues a table), vdrm refuses the same
+way and, given a kernel ``log``, writes the WARNING block there too
+(:func:`vdrm.kernel.bug.warn`). The kernel tests in this order: ``max_segment``, then the
+offset of a continuing call, before it looks at the pages, so a continuing call with
+``n_pages == 0`` and ``offset != 0`` WARNs (it is not one of vdrm's silent refusals).
 """
 
 from __future__ import annotations
@@ -41,10 +48,19 @@ from itertools import accumulate, compress
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from vdrm.errors import InvalidArgument, KernelBug
+from vdrm.kernel.bug import Frame, Task, WarnSite, warn
 from vdrm.mm.page_alloc import PAGE_SHIFT, PAGE_SIZE, any_negative, is_contiguous, kmalloc_size, pfn_range
 
 if TYPE_CHECKING:
+    from vdrm.kernel.printk import KernelLog
     from vdrm.mm.xarray import XArray
+
+# The two WARN_ONs of sg_alloc_append_table_from_pages (lines and offsets are vdrm's, see
+# vdrm.kernel.bug); the task is the caller's, pid 1 unless one is given.
+_APPEND = Frame("sg_alloc_append_table_from_pages", 0x3a4, 0x4c0)
+WARN_MAX_SEGMENT = WarnSite("lib/scatterlist.c", 461, (_APPEND, Frame("sg_alloc_table_from_pages_segment", 0x48, 0x9c)))
+WARN_OFFSET = WarnSite("lib/scatterlist.c", 472, (_APPEND,))
+DEFAULT_TASK = Task(pid=1, comm="init")
 
 SG_CHAIN = 0x01
 SG_END = 0x02
@@ -478,6 +494,8 @@ def sg_alloc_append_table_from_pages(
     left_pages: int,
     *,
     max_single_alloc: int = SG_MAX_SINGLE_ALLOC,
+    log: "KernelLog | None" = None,
+    task: Task = DEFAULT_TASK,
     runs: tuple[array, list[int]] | None = None,
 ) -> None:
     """``sg_alloc_append_table_from_pages``: append ``pages`` to ``append``.
@@ -486,13 +504,23 @@ def sg_alloc_append_table_from_pages(
     are distributed over the new entries with unsigned wrap, runs are cut every
     ``max_segment`` (rounded down to PAGE_SIZE), and ``left_pages`` reserves slots for the
     pages later calls will append. Pages contiguous with the previous entry are absorbed
-    into it while ``max_segment`` allows. Refusals: see the module docstring.
+    into it while ``max_segment`` allows. Refusals: see the module docstring; the two the
+    kernel WARNs on also log the WARNING block to ``log`` (if given) as ``task``.
 
     ``runs`` (vdrm): the maximal runs of ``pages`` as ``(first pfns, npages)``, when the
     caller already has them (:meth:`PageAllocator.alloc_runs`); run detection is skipped.
     """
     sgt = append.sgt
-    max_pages = segment_npages(max_segment)
+    try:
+        max_pages = segment_npages(max_segment)
+    except InvalidArgument:
+        if log is not None and isinstance(max_segment, int) and 0 <= max_segment <= UINT_MAX:
+            warn(log, WARN_MAX_SEGMENT, task)
+        raise
+    if sgt.orig_nents and isinstance(offset, int) and offset:
+        if log is not None:
+            warn(log, WARN_OFFSET, task)
+        raise InvalidArgument(f"offset {offset!r} when continuing a table: the kernel WARNs and returns -EINVAL")
     if max_single_alloc != sgt.max_single_alloc:
         raise InvalidArgument(
             f"max_single_alloc {max_single_alloc} differs from the table's {sgt.max_single_alloc}"
@@ -516,8 +544,6 @@ def sg_alloc_append_table_from_pages(
     absorbed = 0
     nentries_before = sgt.orig_nents
     if nentries_before:
-        if offset:
-            raise InvalidArgument(f"offset {offset} when continuing a table: the kernel WARNs and returns -EINVAL")
         prv_offset = sgt._first_offset if nentries_before == 1 else 0
         prv_length = sgt._lengths[-1]
         prv_end = prv_offset + prv_length
@@ -598,13 +624,14 @@ def sg_alloc_table_from_pages_segment(
     max_segment: int,
     *,
     max_single_alloc: int = SG_MAX_SINGLE_ALLOC,
+    log: "KernelLog | None" = None,
     runs: tuple[array, list[int]] | None = None,
 ) -> SgTable:
     """``sg_alloc_table_from_pages_segment``: a one-shot table (append with ``left_pages = 0``);
     ``runs`` as for :func:`sg_alloc_append_table_from_pages`."""
     append = SgAppendTable(max_single_alloc)
     sg_alloc_append_table_from_pages(append, pages, offset, size, max_segment, 0, max_single_alloc=max_single_alloc,
-                                     runs=runs)
+                                     log=log, runs=runs)
     if append.total_nents != append.sgt.orig_nents:
         raise KernelBug(f"one-shot table has {append.total_nents} slots for {append.sgt.orig_nents} entries")
     return append.sgt

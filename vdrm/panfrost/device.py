@@ -18,7 +18,7 @@ from typing import Callable
 from vdrm.drm import fdinfo
 from vdrm.drm.device import ClientIdCounter, DrmDevice
 from vdrm.drm.file import DrmFile
-from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl
+from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl, IoctlTable, build_table
 from vdrm.errors import InvalidArgument
 from vdrm.kernel.clock import Clock, MonotonicClock, VirtualClock
 from vdrm.kernel.printk import KernelLog
@@ -26,6 +26,7 @@ from vdrm.mm.page_alloc import PAGE_SIZE, PageAllocator
 from vdrm.panfrost.drv import PanfrostDriver
 from vdrm.panfrost.gem import HEAP_BACKINGS
 from vdrm.panfrost.ioctl import PANFROST_IOCTLS
+from vdrm.panfrost.releases import PANFROST
 
 # The emulated board: a Rockchip RK3568 with a Mali-G52 2EE (Bifrost), whose GPU sits at
 # fde60000 on the platform bus. Its device name is what sysfs `device` links and the
@@ -33,8 +34,8 @@ from vdrm.panfrost.ioctl import PANFROST_IOCTLS
 PLATFORM_DEVICE = "fde60000.gpu"
 
 SIZE_UNITS = ("auto", "exact", "truncating")
-KERNEL_VERSIONS = ((6, 6), (6, 7), (6, 8), (6, 9), (6, 10), (6, 11), (6, 12), (6, 13),
-                   (6, 14), (6, 15), (6, 16), (6, 17), (6, 18))
+# The emulated releases, oldest first: the rows of the release table (vdrm.panfrost.releases).
+KERNEL_VERSIONS = PANFROST.releases
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,24 @@ class DeviceConfig:
     fdinfo_revision: str = "merged"  # or "docs": the revision of the kernel docs' example
 
 
+def kstrtoll(text: str) -> int:
+    """The kernel's ``kstrtoll(s, 0, &v)``: an optional sign, ``0x`` hex, ``0`` octal or
+    decimal digits, then at most one newline; InvalidArgument otherwise."""
+    body = text[:-1] if text.endswith("\n") else text
+    sign, digits = (body[0], body[1:]) if body[:1] in "+-" and body else ("", body)
+    base = 16 if digits[:2].lower() == "0x" else 8 if digits[:1] == "0" and len(digits) > 1 else 10
+    try:
+        value = int(digits[2:] if base == 16 else digits, base) if digits and digits == digits.strip() else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise InvalidArgument(f"{text.strip()!r} is not an integer")
+    value = -value if sign == "-" else value
+    if not -(1 << 63) <= value < (1 << 63):
+        raise InvalidArgument(f"{text.strip()!r} does not fit a long long")
+    return value
+
+
 def kstrtobool(text: str) -> bool:
     """The kernel's ``kstrtobool``: y/Y/t/T/1/on are true, n/N/f/F/0/off false."""
     t = text.strip("\n")
@@ -73,8 +92,8 @@ class PanfrostDevice:
     """The whole emulated GPU: what userspace can reach through nodes, sysfs and debugfs."""
 
     def __init__(self, config: DeviceConfig = DeviceConfig()):
-        if config.kernel not in KERNEL_VERSIONS:
-            known = ", ".join(f"{a}.{b}" for a, b in KERNEL_VERSIONS)
+        if not PANFROST.is_emulated(config.kernel):
+            known = PANFROST.names()
             raise InvalidArgument(f"kernel {config.kernel[0]}.{config.kernel[1]} is not emulated (known: {known})")
         if config.heap_backing not in HEAP_BACKINGS:
             raise InvalidArgument(f"heap backing must be sparse or dense, not {config.heap_backing!r}")
@@ -96,9 +115,10 @@ class PanfrostDevice:
                                      as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
                                      profiling=config.profiling, size_units=config.size_units,
                                      fdinfo_revision=config.fdinfo_revision)
+        self._ioctls = build_table(CORE_IOCTLS, PANFROST_IOCTLS)
         self.drm = DrmDevice(self.driver, pages=self.pages, clock=self.clock, log=self.log,
-                             client_ids=ClientIdCounter(config.first_client_id))
-        self._ioctls = {i.name: i for i in (*CORE_IOCTLS, *PANFROST_IOCTLS)}
+                             client_ids=ClientIdCounter(config.first_client_id),
+                             ioctls=self._ioctls, unique=PLATFORM_DEVICE)
         self.timeline = self.driver.timeline
 
     @property
@@ -138,7 +158,7 @@ class PanfrostDevice:
         self.drm.release(file)
 
     @property
-    def ioctls(self) -> dict[str, Ioctl]:
+    def ioctls(self) -> IoctlTable:
         """Every request a client may send, by upper-case name (DRM core + Panfrost + vdrm)."""
         return self._ioctls
 
@@ -154,6 +174,15 @@ class PanfrostDevice:
     def write_profiling(self, text: str) -> None:
         """A write to sysfs ``profiling`` (kstrtobool rules); InvalidArgument otherwise."""
         value = kstrtobool(text)
+        self.update()
+        self.driver.profiling = value
+
+    def write_profile(self, text: str) -> None:
+        """A write to debugfs ``profile`` (6.7-6.9): an ``atomic_t`` set through
+        ``simple_attr_write`` (kstrtoll, base 0); any non-zero value turns profiling on and
+        reads back as written (truncated to 32 bits as ``atomic_set`` does)."""
+        value = kstrtoll(text)
+        value = (value + (1 << 31)) % (1 << 32) - (1 << 31)
         self.update()
         self.driver.profiling = value
 

@@ -92,7 +92,8 @@ class Timeline:
                                "utilisation": (delta / step) if step else None,
                                "cycles": usage.cycles[slot], "maxfreq_hz": drv.max_freq_hz[slot],
                                "curfreq_hz": drv.cur_freq_hz[slot]}
-        stats = memory_stats(file, drv.kernel)
+        # the same revision the fdinfo text is rendered in: a parser of that text computes these
+        stats = memory_stats(file, drv.kernel, use_rss=drv.fdinfo_revision != "docs")
         return {
             "drm-client-id": file.client_id,
             "drm-driver": drv.name,
@@ -101,7 +102,7 @@ class Timeline:
             "comm": file.comm,
             "clock": {"now_ns": self.dev.clock.now_ns(), "step_start_ns": start, "step_end_ns": end,
                       "step_ns": step},
-            "profiling": drv.profiling,
+            "profiling": bool(drv.profiling),
             "engines": engines,
             "memory": {"total": stats.total, "shared": stats.shared, "resident": stats.resident,
                        "purgeable": stats.purgeable, "active": stats.active},

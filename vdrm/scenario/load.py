@@ -71,6 +71,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vdrm.drm.grammar import parse_duration, parse_size
+from vdrm.errors import InvalidArgument
 from vdrm.panfrost.device import KERNEL_VERSIONS
 from vdrm.panfrost.gem import BO_FLAGS, HEAP_BACKINGS, SZ_2M
 from vdrm.panfrost.job import ENGINES
@@ -82,9 +84,6 @@ SIZE_UNITS = ("auto", "exact", "truncating")
 NODES = {"card0": 0, "renderD128": 128}
 EVENT_KINDS = ("engine_skew", "profiling", "curfreq", "close_client", "madvise", "fault")
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?)?\s*$", re.I)
-_DURATION_RE = re.compile(r"^\s*(-?\d+)\s*(ns|us|ms|s)?\s*$")
-_DURATION_UNITS = {None: 1, "ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 
 class ScenarioError(Exception):
@@ -242,11 +241,10 @@ class _Reader:
             if value < 0:
                 raise self.fail(key, f"'{key}' must not be negative")
             return value
-        m = _SIZE_RE.match(value)
-        if not m:
-            raise self.fail(key, f"'{key}' = {value!r} is not a size (bytes, or a number with K, M or G)")
-        unit = (m[2] or "").upper()[:1]
-        return int(m[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[unit]
+        try:
+            return parse_size(value, key)
+        except InvalidArgument as e:
+            raise self.fail(key, f"'{key}' = {value!r} is not a size: {e}") from None
 
     def duration(self, key: str, default: Any = ..., *, signed: bool = False) -> int:
         value = self.get(key, (int, str), default)
@@ -263,10 +261,10 @@ def _duration(reader: _Reader, key: str, value: Any, signed: bool) -> int:
     if isinstance(value, int):
         ns = value
     else:
-        m = _DURATION_RE.match(value)
-        if not m:
-            raise reader.fail(key, f"'{key}' = {value!r} is not a duration (a number with ns, us, ms or s)")
-        ns = int(m[1]) * _DURATION_UNITS[m[2]]
+        try:
+            ns = parse_duration(value, key)
+        except InvalidArgument as e:
+            raise reader.fail(key, f"'{key}' = {value!r} is not a duration: {e}") from None
     if ns < 0 and not signed:
         raise reader.fail(key, f"'{key}' must not be negative")
     return ns
@@ -517,13 +515,10 @@ def _address(r: _Reader, key: str, text: Any, bos: dict[str, Any]) -> tuple[str,
         raise r.fail(key, f"{text!r}: {name.strip()!r} is not a BO id")
     off = 0
     if offset:
-        m = _SIZE_RE.match(offset) or re.match(r"^\s*(0x[0-9a-fA-F]+)()\s*$", offset)
-        if not m:
-            raise r.fail(key, f"{text!r}: offset {offset!r} is not a size")
-        if m[1].startswith("0x"):
-            off = int(m[1], 16)
-        else:
-            off = int(m[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[(m[2] or "").upper()[:1]]
+        try:
+            off = parse_size(offset.strip(), "offset")
+        except InvalidArgument as e:
+            raise r.fail(key, f"{text!r}: offset {offset!r} is not a size: {e}") from None
     return (name.strip(), off)
 
 
