@@ -34,6 +34,8 @@ FORBIDDEN = {
     "vdrm.drivers": ("vdrm.scenario", "vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
     "vdrm.scenario": (*DRIVER_PACKAGES, "vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
     "vdrm.fs": (*DRIVER_PACKAGES, "vdrm.bench"),
+    # the process side: system calls and the caller's memory; the engine only through a host
+    "vdrm.bridge": (*DRIVER_PACKAGES, *_ABOVE_ENGINE),
 }
 FUSE_ONLY = ("pyfuse3", "trio")  # only the FUSE side, and the benchmark above it, import these
 FUSE_USERS = ("vdrm.fs", "vdrm.bench")  # vdrm.bench runs mounts and its own ceiling filesystem
@@ -77,7 +79,7 @@ def sources() -> list[Path]:
 def test_the_package_has_sources() -> None:
     """The checks below look at real files (the walk finds the engine and the FUSE side)."""
     names = {module_name(p) for p in sources()}
-    assert {"vdrm.errors", "vdrm.fs.tree", "vdrm.fs.operations"} <= names
+    assert {"vdrm.errors", "vdrm.fs.tree", "vdrm.fs.operations", "vdrm.bridge.supervisor"} <= names
 
 
 @pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(PACKAGE.parent)))

@@ -90,6 +90,7 @@ class FakeDevice:
     platform_device = "fde60000.gpu"
     nodes = (("card0", 0, "card"), ("renderD128", 128, "render"))
     minors = (0, 128)
+    driver_name = "panfrost"
 
     def __init__(self) -> None:
         self.clock = VirtualClock()

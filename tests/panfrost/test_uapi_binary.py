@@ -5,8 +5,12 @@ from __future__ import annotations
 import errno
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.drm.uapi_client import BinaryClient
+from vdrm.drm.ioctl import drm_ioctl
+from vdrm.drm.uapi import ioc
 from vdrm.fs import protocol
 from vdrm.panfrost import debugfs
 from vdrm.panfrost.mmu import DEFAULT_FAULT_ACCESS, DEFAULT_FAULT_EXCEPTION
@@ -167,7 +171,6 @@ def test_a_label_of_4096_bytes_is_e2big(file, client):
 def test_get_param_into_read_only_memory_is_efault(file, client):
     """GET_PARAM whose struct cannot be written back is EFAULT (a read-only struct)."""
     struct = file.dev.ioctls["GET_PARAM"].struct
-    from vdrm.drm.ioctl import drm_ioctl
     addr = client.mem.alloc(struct.pack({"param": 0}), writable=False)
     assert drm_ioctl(file, file.dev.ioctls["GET_PARAM"].cmd, addr, client.mem) == -errno.EFAULT
 
@@ -192,3 +195,104 @@ def test_panfrost_ioctls_work_on_card0_too(dev, client):
     """Every Panfrost ioctl is DRM_RENDER_ALLOW and also allowed on the primary node."""
     card = dev.open(0, pid=3, comm="x", uid=1000)
     assert client.call(card, "CREATE_BO", size=MiB)[0] == 0
+
+
+# -- hostile structs ------------------------------------------------------------------------
+
+_NAMES = sorted(name for name, ioctl in make_device().ioctls.items() if ioctl.number)  # binary ones
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(calls=st.lists(st.tuples(st.sampled_from(_NAMES), st.integers(0, 3), st.integers(0, 80),
+                                st.binary(max_size=80)), min_size=1, max_size=12))
+def test_random_structs_never_crash_and_closing_frees_everything(calls):
+    """Any ioctl with any direction, size and bytes answers 0 or -errno; closing the file frees it all."""
+    dev = make_device()
+    free = dev.pages.free_pages
+    file = dev.open(128, pid=9, comm="fuzz")
+    client = BinaryClient()
+    # a mapped scratch area, so some random pointers land on real memory
+    client.mem.map(0x7000_0000, 0x1000, data=bytes(range(256)) * 16)
+    for name, direction, size, data in calls:
+        nr = dev.ioctls[name].number.nr
+        addr = client.mem.alloc(data.ljust(size, b"\0") or 1)
+        ret = drm_ioctl(file, ioc(direction, 0x64, nr, size), addr, client.mem)
+        assert ret <= 0 and (ret == 0 or -ret in errno.errorcode), (name, ret)
+    dev.release(file)
+    dev.advance(10**12)  # let any job still running end
+    assert not list(dev.drm.iter_objects())
+    assert dev.pages.free_pages == free
+
+
+# -- both doors, any session ------------------------------------------------------------------
+
+_HANDLES = st.integers(0, 5)
+_OPS = st.one_of(
+    st.tuples(st.just("CREATE_BO"), st.fixed_dictionaries({
+        "size": st.sampled_from([0, 4096, 12288, MiB, 3 * MiB, 8 * MiB]), "flags": st.integers(0, 4)})),
+    st.tuples(st.just("GET_BO_OFFSET"), st.fixed_dictionaries({"handle": _HANDLES})),
+    st.tuples(st.just("MMAP_BO"), st.fixed_dictionaries({"handle": _HANDLES, "flags": st.sampled_from([0, 1])})),
+    st.tuples(st.just("MADVISE"), st.fixed_dictionaries({"handle": _HANDLES, "madv": st.integers(0, 2)})),
+    st.tuples(st.just("GEM_CLOSE"), st.fixed_dictionaries({"handle": _HANDLES})),
+    st.tuples(st.just("GET_PARAM"), st.fixed_dictionaries({"param": st.integers(0, 50)})),
+    st.tuples(st.just("WAIT_BO"), st.fixed_dictionaries({"handle": _HANDLES})),
+    st.tuples(st.just("JM_CTX_CREATE"), st.fixed_dictionaries({"priority": st.integers(0, 3)})),
+    st.tuples(st.just("JM_CTX_DESTROY"), st.fixed_dictionaries({"handle": st.integers(0, 3)})),
+    st.tuples(st.just("ADVANCE"), st.fixed_dictionaries({"by": st.sampled_from([0, 1000, 5_000_000, -1])})),
+    st.tuples(st.just("FAULT"), st.fixed_dictionaries({
+        "addr": st.integers(0x1FF_0000, 0x300_0000), "exception": st.sampled_from([0xC1, 0xC3, 0xC8]),
+        "access": st.integers(0, 3)})),
+    st.tuples(st.just("SUBMIT"), st.fixed_dictionaries({
+        "jc": st.sampled_from([0, 0x1000]), "bo_handles": st.lists(_HANDLES, max_size=3),
+        "requirements": st.integers(0, 3), "jm_ctx_handle": st.integers(0, 2)})),
+    st.tuples(st.just("SET_LABEL_BO"), st.fixed_dictionaries({
+        "handle": _HANDLES, "label": st.one_of(st.none(), st.text(alphabet="abc xyz", max_size=8))})),
+)
+
+
+def _text_line(verb, args):
+    parts = [verb]
+    for key, value in args.items():
+        if key == "label":
+            if value is not None:
+                parts.append("label=" + protocol.encode_value(value) if value else "label=")
+        elif isinstance(value, list):
+            parts.append(f"{key}={','.join(map(str, value))}")
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def _binary_fields(client, verb, args):
+    fields = dict(args)
+    if verb == "SUBMIT":
+        handles = fields.pop("bo_handles")
+        fields["bo_handles"] = client.array(handles) if handles else 0
+        fields["bo_handle_count"] = len(handles)
+    if verb == "SET_LABEL_BO":
+        label = fields.pop("label")
+        fields["label"] = 0 if label is None else client.string(label)
+    return fields
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_OPS, min_size=1, max_size=15))
+def test_any_session_gives_the_same_answers_through_both_doors(ops):
+    """Random sessions on twin devices: every errno and output field agrees, and so do fdinfo and gems."""
+    a, b = make_device(), make_device()
+    fa, fb = a.open(128, pid=7, comm="demo"), b.open(128, pid=7, comm="demo")
+    client = BinaryClient()
+    for verb, args in ops:
+        line = _text_line(verb, args)
+        reply = protocol.parse_reply(protocol.handle(a.ioctls, fa, line.encode()).line)
+        ret, out = client.call(fb, verb, **_binary_fields(client, verb, args))
+        if reply.ok:
+            assert ret == 0, (line, ret)
+            expected = _text_results(reply)
+            for f in b.ioctls[verb].struct:
+                if f.is_output and f.result_key in expected:
+                    assert out[f.name] == expected[f.result_key], (line, f.name)
+        else:
+            assert ret == -getattr(errno, reply.errname), (line, reply)
+    assert a.fdinfo(fa) == b.fdinfo(fb)
+    assert debugfs.gems(a) == debugfs.gems(b)

@@ -126,6 +126,11 @@ class GpuDevice:
         return self.config.kernel
 
     @property
+    def driver_name(self) -> str:
+        """The driver bound to the platform device (sysfs ``driver``, ``DRIVER=``)."""
+        return self.driver.name
+
+    @property
     def index(self) -> int:
         """The card number: minors ``index`` and ``128 + index``."""
         return self.drm.index
@@ -285,7 +290,18 @@ class Machine:
             raise InvalidArgument(f"two GPUs on one platform device ({', '.join(pdevs)})")
         self._by_minor = {m: d for d in self.devices for m in d.drm.minors}
         self._by_drm = {id(d.drm): d for d in self.devices}
-        self.clock, self.log, self.timeline = self.services.clock, self.services.log, self.services.timeline
+
+    @property
+    def clock(self) -> Clock:
+        return self.services.clock
+
+    @property
+    def log(self) -> KernelLog:
+        return self.services.log
+
+    @property
+    def timeline(self) -> Timeline:
+        return self.services.timeline
 
     @property
     def device(self) -> GpuDevice:

@@ -1,6 +1,6 @@
 """The ioctl table (``struct drm_ioctl_desc``), the one dispatch, and ``drm_ioctl()``.
 
-Mirrors ``drivers/gpu/drm/drm_ioctl.c`` (6.6 .. 6.18): the core ioctls, the permission
+Mirrors ``drivers/gpu/drm/drm_ioctl.c`` (6.6 .. 7.0): the core ioctls, the permission
 check (``drm_ioctl_permit``), and the binary entry point that decodes a request number.
 
 **One declaration, two doors.** Each ioctl is one :class:`Ioctl`: its name, its typed
@@ -39,6 +39,14 @@ of their name (or ``Field.result``); output string buffers (VERSION) take a stri
   before the handler's own, so a request both invalid and faulting answers EFAULT where
   the kernel's handler might answer EINVAL first.
 
+Sources followed (facts, not code): ``drm_ioctl()``, ``drm_ioctl_permit()``, the
+``drm_ioctls[]`` flags, ``drm_getcap``, ``drm_setclientcap``, ``drm_setversion``,
+``drm_copy_field`` and ``drm_getunique`` from a 6.6 ``drivers/gpu/drm/drm_ioctl.c``;
+``drm_auth.c`` (torvalds/linux) for GET_MAGIC/AUTH_MAGIC and master handling; struct
+layouts from ``include/uapi/drm/drm.h`` and ``panfrost_drm.h`` (torvalds/linux, plus the
+1.4/1.5 additions in the project's kernel reference, section 3.1, and the JM context
+series on dri-devel, Sep 2025: the merged ``drm_panfrost_jm_ctx_create`` is 8 bytes).
+
 Differences from the kernel, on purpose: core ioctls vdrm does not declare (legacy, mode
 setting, SYNCOBJ) answer EINVAL as a hole in the table would; PRIME_HANDLE_TO_FD /
 FD_TO_HANDLE check their arguments and then answer EOPNOTSUPP, because installing a
@@ -54,7 +62,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from vdrm.drm import auth, gem, grammar, releases
-from vdrm.drm.uaccess import UserMemory, copy_from_user, copy_to_user
+from vdrm.drm.uaccess import USER_ADDR_MAX, UserMemory, copy_from_user, copy_to_user
 from vdrm.drm.uapi import (DRM_COMMAND_BASE, DRM_COMMAND_END, DRM_IO, DRM_IOCTL_BASE, DRM_IOR,
                            DRM_IOW, DRM_IOWR, IOC_IN, IOC_OUT, Field, IoctlNumber, Struct,
                            UserArray, UserBuffer, UserBytes, UserString, ioc_nr, ioc_size, ioc_type)
@@ -397,6 +405,8 @@ def drm_ioctl(file: "DrmFile", cmd: int, argp: int, mem: UserMemory) -> int:
     The caller owns the fd-level view: ``file`` is the DRM file behind the fd (a dup'd fd
     is the same file); the bridge turns the return value into the syscall's result.
     """
+    cmd &= 0xFFFF_FFFF  # unsigned int cmd
+    argp &= USER_ADDR_MAX  # unsigned long arg
     if ioc_type(cmd) != DRM_IOCTL_BASE:
         return -_errno.ENOTTY
     table = file.dev.ioctls if file.dev.ioctls is not None else core_table()

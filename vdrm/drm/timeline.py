@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from vdrm.errors import InvalidArgument
 
+KTIME_MAX = (1 << 63) - 1  # include/linux/ktime.h: ktime_t is a signed 64-bit count of ns
+
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
     from vdrm.kernel.clock import Clock
@@ -77,9 +79,11 @@ class Timeline:
             raise InvalidArgument("the clock is real: time cannot be advanced (mount with --clock virtual)")
         if delta_ns < 0:
             raise InvalidArgument(f"the virtual clock cannot go backwards ({delta_ns} ns)")
-        before = self._busy_snapshot()
         start = clock.now_ns()
         target = start + delta_ns
+        if target > KTIME_MAX:
+            raise InvalidArgument(f"the virtual clock cannot pass KTIME_MAX ({KTIME_MAX} ns, ktime_t is s64)")
+        before = self._busy_snapshot()
         self._run_due(target)
         clock.set(target)
         self.update()

@@ -229,6 +229,9 @@ class Struct:
     doc: str = ""
     _format: str = field(init=False, repr=False, compare=False)
     _offsets: dict[str, int] = field(init=False, repr=False, compare=False)
+    _size: int = field(init=False, repr=False, compare=False)
+    _by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.fields]
@@ -246,6 +249,9 @@ class Struct:
         fmt += "x" * (-offset % align)
         object.__setattr__(self, "_format", fmt)
         object.__setattr__(self, "_offsets", offsets)
+        object.__setattr__(self, "_size", _struct.calcsize(fmt))
+        object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
+        object.__setattr__(self, "_names", tuple(names))
         for f in self.fields:
             count = f.pointer.length_field() if f.pointer is not None else None
             if count is not None and count not in offsets:
@@ -253,16 +259,13 @@ class Struct:
 
     @property
     def size(self) -> int:
-        return _struct.calcsize(self._format)
+        return self._size
 
     def offset(self, name: str) -> int:
         return self._offsets[name]
 
     def field(self, name: str) -> Field | None:
-        for f in self.fields:
-            if f.name == name:
-                return f
-        return None
+        return self._by_name.get(name)
 
     def __iter__(self) -> Iterator[Field]:
         return iter(self.fields)
@@ -274,11 +277,11 @@ class Struct:
 
     def unpack(self, data: bytes) -> dict[str, int]:
         """Field values from exactly :attr:`size` bytes."""
-        return dict(zip((f.name for f in self.fields), _struct.unpack(self._format, data)))
+        return dict(zip(self._names, _struct.unpack(self._format, data)))
 
     def pack(self, values: Mapping[str, int]) -> bytes:
         """:attr:`size` bytes; a missing field is 0 (padding is always 0)."""
-        return _struct.pack(self._format, *(values.get(f.name, 0) for f in self.fields))
+        return _struct.pack(self._format, *[values.get(name, 0) for name in self._names])
 
     def layout(self) -> str:
         """``name:type@offset`` for each field, e.g. for HELP."""
@@ -292,14 +295,13 @@ class IoctlNumber:
     direction: int
     nr: int
     struct: Struct | None
+    size: int = field(init=False)
+    cmd: int = field(init=False)
 
-    @property
-    def size(self) -> int:
-        return self.struct.size if self.struct else 0
-
-    @property
-    def cmd(self) -> int:
-        return ioc(self.direction, DRM_IOCTL_BASE, self.nr, self.size)
+    def __post_init__(self) -> None:
+        size = self.struct.size if self.struct else 0
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "cmd", ioc(self.direction, DRM_IOCTL_BASE, self.nr, size))
 
     @property
     def macro(self) -> str:

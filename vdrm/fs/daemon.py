@@ -25,11 +25,13 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
+import gc
 import logging
 import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import sys
 from typing import Callable, Sequence
@@ -41,7 +43,8 @@ from vdrm import drivers
 from vdrm.drm import grammar
 from vdrm.drm.gpu import DeviceConfig, GpuDevice, Machine
 from vdrm.errors import InvalidArgument, VdrmError
-from vdrm.fs.operations import Operations
+from vdrm.fs import bridge as fs_bridge
+from vdrm.fs.operations import Operations, send_invalidations
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
 from vdrm.kernel.releases import parse_release, release_name
@@ -139,7 +142,8 @@ the tree, relative to MOUNTPOINT:
   dev/dri/card0, dev/dri/renderD128     each open is a new DRM client; write request
                                         lines, read one reply line per request
   dev/dri-nodes/{{card0,renderD128}}      the same nodes as character devices 226:N, for
-                                        stat only (--run binds this directory at /dev/dri)
+                                        stat only (--run binds dev/dri at /dev/dri, and
+                                        its process bridge makes those nodes 226:N)
   proc/<pid>/fd/<n>, fdinfo/<n>         every real process holding a vdrm fd
   proc/<pid>/{{stat,status,comm,cmdline}}
   sys/class/drm/{{card0,renderD128}}      -> sys/devices/platform/<pdev>/drm/...
@@ -222,6 +226,7 @@ def make_device(args: argparse.Namespace) -> tuple[Machine, Scenario | None]:
     built from the device options. Raises ScenarioError, UsageError or VdrmError."""
     if args.scenario is not None:
         scenario = Scenario(load_scenario(bundled.resolve(args.scenario)))
+        gc.freeze()  # what the scenario built lives on: keep collections from rescanning it
         return scenario.machine, scenario
     return drivers.build(build_config(args), getattr(args, "gpus", ("panfrost",))), None
 
@@ -341,10 +346,12 @@ def mount_options(uid: int | None = None, fuse_conf: str = "/etc/fuse.conf") -> 
 
 def serve(mountpoint: str, device: GpuDevice | Machine, ready: Callable[[], None] = lambda: None,
           scenario: Scenario | None = None, *, all_pids: bool = False,
-          options: frozenset[str] = MOUNT_OPTIONS) -> None:
+          options: frozenset[str] = MOUNT_OPTIONS, bridge: "socket.socket | None" = None) -> None:
     """Mount ``device``'s tree at ``mountpoint`` and serve until a signal; then unmount.
 
     ``all_pids``: every real process in ``proc/`` (the namespace runner's tree).
+    ``bridge``: a socket on which the runner's COMMAND sends its seccomp listener; its
+    intercepted calls are then answered here (:mod:`vdrm.fs.bridge`).
     """
     procfs: ProcessTable | ScenarioProcessTable
     procfs = ProcessTable(lambda ino: tree.is_open_ino(ino), mountpoint=mountpoint, all_pids=all_pids)
@@ -354,7 +361,7 @@ def serve(mountpoint: str, device: GpuDevice | Machine, ready: Callable[[], None
     if scenario is not None:
         procfs = ScenarioProcessTable(procfs, scenario, owner=owner)
     tree = Tree(device, procfs, all_pids=all_pids, owner=owner or (0, 0))
-    ops = Operations(tree)
+    ops = Operations(tree, notify=send_invalidations)
     try:
         pyfuse3.init(ops, mountpoint, set(options))
     except RuntimeError as e:
@@ -372,9 +379,12 @@ def serve(mountpoint: str, device: GpuDevice | Machine, ready: Callable[[], None
             with trio.open_signal_receiver(*_SIGNALS) as signals:
                 nursery.start_soon(session)
                 await trio.lowlevel.checkpoint()
+                supervisor = fs_bridge.start(bridge, tree, mountpoint, nursery) if bridge is not None else None
                 ready()
                 async for signum in signals:
                     log.info("%s: unmounting %s", signal.Signals(signum).name, mountpoint)
+                    if supervisor is not None:
+                        supervisor.stop()
                     ops.stop()
                     pyfuse3.terminate()
                     break

@@ -14,11 +14,12 @@ Requests::
 * Tokens are separated by spaces or tabs. The verb is an ioctl name in any case
   (``create_bo`` is ``CREATE_BO``); keys are the lower-case argument names, each at most
   once, and every required one present. Omitted optional keys take their declared default.
-* Values, by the argument's kind (:mod:`vdrm.drm.ioctl`): integers in decimal or ``0x``
-  hex, range-checked (``u32``, ``u64``, ``s64``); ``size`` with an optional ``K``/``M``/``G``
-  or ``KiB``/``MiB``/``GiB`` suffix (powers of 1024); ``flags`` as names or numbers joined
-  by ``,`` or ``|`` (empty is 0); ``enum`` as a name or a number (flag and enum names in any
-  case, numbers u32); ``duration`` in nanoseconds with an optional ``ns``/``us``/``ms``/``s``
+* Values, by the argument's kind (:mod:`vdrm.drm.grammar`, shared with the daemon's options
+  and the scenario loader): integers in decimal or ``0x`` hex, range-checked (``u32``,
+  ``u64``, ``s64``); ``size`` as the kernel's ``memparse`` reads it (``0x`` hex, ``0`` octal,
+  ``K`` .. ``E`` or ``KiB`` .. ``EiB``, powers of 1024; ``8MB`` is refused); ``flags`` as
+  names or numbers joined by ``,`` or ``|`` (empty is 0); ``enum`` as a name or a number
+  (flag and enum names in any case, numbers u32); ``duration`` in nanoseconds with an optional ``ns``/``us``/``ms``/``s``
   suffix (s64); ``list`` as u32 integers separated by ``,`` (empty is the empty list);
   ``str`` as written, with ``%XX`` escapes decoded (``%20`` a space, ``%25`` a percent).
 * A line is at most :data:`MAX_LINE` bytes of UTF-8 text: no NUL or other control

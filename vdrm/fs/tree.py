@@ -13,6 +13,8 @@ no other module spells a path. Placeholders in a path:
     the GPU's own sysfs attributes (:meth:`GpuDevice.sysfs_attributes`: ``profiling``)
     and its writable debugfs files (:meth:`GpuDevice.debugfs_attributes`, mode 0600:
     Panfrost's ``profile`` in 6.7-6.9);
+``{driver}``
+    the GPU's driver's name (``panfrost``), once per GPU, for ``sys/bus/platform/drivers``;
 ``{pid}``, ``{fd}``, ``{tid}``
     real processes holding vdrm fds (every real process with ``all_pids``), those fds, and
     a process's threads (:mod:`vdrm.fs.procfs`), looked up live;
@@ -31,10 +33,13 @@ Node kinds and what an open of each gives (:class:`OpenFile`):
             sysfs); ``LINK`` symlinks; ``ATTR`` a sysfs attribute (read: text rendered at
             open; each write: one store); ``LOG`` the kernel log, whose ``st_size`` is the
             bytes logged so far so ``tail -f`` follows it; ``NODE`` a DRM device node: each
-            open is a new DRM client speaking :mod:`vdrm.fs.protocol`; ``CHAR`` the same node
-            as a character device 226:<minor> (``dev/dri-nodes/``), for ``stat`` only: a
-            runner binds that directory at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve
-            to what /proc-walking tools expect; opening it fails, as on any ``nodev`` mount.
+            open is a new DRM client speaking :mod:`vdrm.fs.protocol` (the namespace runner
+            binds ``dev/dri`` at ``/dev/dri``, and its process bridge, :mod:`vdrm.bridge`,
+            makes these nodes character devices to ``stat`` and answers their ioctls);
+            ``CHAR`` the same node as a character device 226:<minor> (``dev/dri-nodes/``),
+            for ``stat`` only: where the bridge cannot run, the runner binds that directory
+            at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve to what /proc-walking
+            tools expect; opening it fails, as on any ``nodev`` mount.
 
 Rows marked ``all_pids`` exist only in a tree built with ``all_pids=True`` (the namespace
 runner, :mod:`vdrm.fs.runner`): every real process then has a ``proc/<pid>/``, with its
@@ -82,6 +87,7 @@ from vdrm.drm.gpu import GpuDevice, Machine, as_machine
 from vdrm.drm.ioctl import Arg
 from vdrm.errors import AccessDenied, InvalidArgument, NoEntry, VdrmError, WouldBlock
 from vdrm.fs import protocol
+from vdrm.fs.cache import CACHE_TIMEOUT, KernelCache
 
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
@@ -149,8 +155,8 @@ class BadDescriptor(VdrmError):
 # -- content renderers: (tree, args) -> str | bytes ------------------------------------
 
 
-def _fdinfo(tree: "Tree", a: dict) -> str:
-    ref = tree.procfs.fd(a["pid"], a["fd"])
+def _fdinfo(tree: "Tree", a: dict, ref: "FdRef | None" = None) -> str:
+    ref = ref or tree.procfs.fd(a["pid"], a["fd"])
     file = (ref.file or tree.client(ref.ino)) if ref else None
     if file is None:
         raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
@@ -341,7 +347,7 @@ TABLE: tuple[Row, ...] = (
     Row("dev/dri/{node}", N, 0o666),
     Row("dev/dri/by-path", D, 0o755),
     Row("dev/dri/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
-    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri
+    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri where the bridge cannot run
     Row("dev/dri-nodes/{node}", C, 0o666),
     Row("dev/dri-nodes/by-path", D, 0o755),
     Row("dev/dri-nodes/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
@@ -367,6 +373,8 @@ TABLE: tuple[Row, ...] = (
     Row(_DEV, D, 0o755),
     Row(_DEV + "/uevent", T, 0o444, _pdev_uevent, SYSFS_ATTR_SIZE),
     Row(_DEV + "/{attr}", A, 0o644, (_attr_show, _attr_store), SYSFS_ATTR_SIZE),
+    Row(_DEV + "/subsystem", L, 0o777, "../../../bus/platform"),  # libdrm: the bus type
+    Row(_DEV + "/driver", L, 0o777, "../../../bus/platform/drivers/{driver}"),
     Row(_DEV + "/drm", D, 0o755),
     Row(_DEV + "/drm/{node}", D, 0o755),
     Row(_DEV + "/drm/{node}/dev", T, 0o444, "226:{minor}\n", SYSFS_ATTR_SIZE),
@@ -374,6 +382,13 @@ TABLE: tuple[Row, ...] = (
         "MAJOR=226\nMINOR={minor}\nDEVNAME=dri/{node}\nDEVTYPE=drm_minor\n", SYSFS_ATTR_SIZE),
     Row(_DEV + "/drm/{node}/device", L, 0o777, "../../../{pdev}"),
     Row(_DEV + "/drm/{node}/subsystem", L, 0o777, "../../../../../class/drm"),
+    Row("sys/bus", D, 0o755),
+    Row("sys/bus/platform", D, 0o755),
+    Row("sys/bus/platform/devices", D, 0o755),
+    Row("sys/bus/platform/devices/{pdev}", L, 0o777, "../../../devices/platform/{pdev}"),
+    Row("sys/bus/platform/drivers", D, 0o755),
+    Row("sys/bus/platform/drivers/{driver}", D, 0o755),
+    Row("sys/bus/platform/drivers/{driver}/{pdev}", L, 0o777, "../../../../devices/platform/{pdev}"),
     Row("sys/kernel", D, 0o755),
     Row("sys/kernel/debug", D, 0o700),
     Row("sys/kernel/debug/dri", D, 0o755),
@@ -425,10 +440,11 @@ def _expand(machine: Machine, all_pids: bool = False) -> list[_Pattern]:
             continue
         variants: list[dict[str, Any]] = [{}]
         if any(key in row.path for key in _NODE_KEYS):
-            variants = [{"gpu": i, "pdev": gpu.platform_device, "node": n, "minor": m, "kind": k}
-                        for i, gpu in enumerate(machine.devices) for n, m, k in gpu.nodes]
-        elif "{pdev}" in row.path:
-            variants = [{"gpu": i, "pdev": gpu.platform_device} for i, gpu in enumerate(machine.devices)]
+            variants = [{"gpu": i, "pdev": gpu.platform_device, "driver": gpu.driver_name, "node": n, "minor": m,
+                         "kind": k} for i, gpu in enumerate(machine.devices) for n, m, k in gpu.nodes]
+        elif "{pdev}" in row.path or "{driver}" in row.path:
+            variants = [{"gpu": i, "pdev": gpu.platform_device, "driver": gpu.driver_name}
+                        for i, gpu in enumerate(machine.devices)]
         if row.feature is not None:  # only on the GPUs whose release has it
             variants = [v for v in variants if "gpu" in v and machine.devices[v["gpu"]].driver.has(row.feature)]
         if "{attr}" in row.path:
@@ -516,6 +532,7 @@ class OpenFile:
     """One open of a tree file; ``read``/``write`` get the offset the kernel passes."""
 
     direct_io = True
+    keep_cache = False
 
     def read(self, offset: int, size: int) -> bytes:
         raise BadDescriptor("not open for reading")
@@ -538,6 +555,21 @@ class Snapshot(OpenFile):
 
     def read(self, offset: int, size: int) -> bytes:
         return self.data[offset:offset + size]
+
+
+class CachedText(OpenFile):
+    """A generated file served through the kernel's page cache (:mod:`vdrm.fs.cache`):
+    every read serves the text whose size the kernel was given."""
+
+    direct_io = False
+
+    def __init__(self, cache: KernelCache, ino: int, keep_cache: bool):
+        self._cache = cache
+        self._ino = ino
+        self.keep_cache = keep_cache
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self._cache.page_text(self._ino)[offset:offset + size]
 
 
 class Attribute(Snapshot):
@@ -664,6 +696,7 @@ class Tree:
         self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
         self._next_ino = itertools.count(len(self._patterns) + 1)
         self._opens: dict[int, list[DrmOpen]] = {}  # DRM node inode -> its live opens
+        self.cache = KernelCache()  # what the kernel may cache of proc/ (vdrm.fs.cache)
         by_path: dict[str, _Pattern] = {}
         for ino, pattern in enumerate(self._patterns, start=ROOT_INO):
             by_path[pattern.path] = pattern
@@ -702,11 +735,36 @@ class Tree:
             inode = self._child(parent, name)
         try:
             st = self.stat(inode)
+            self._handed_out(inode)
         except BaseException:
             self.drop_unreferenced([inode])
             raise
         inode.nlookup += 1
         return st
+
+    def _handed_out(self, inode: Inode, ref: "FdRef | None" = None) -> None:
+        """A cached name reached the kernel: record which open files it refers to, so that
+        a close of any of their fds invalidates it (:mod:`vdrm.fs.cache`)."""
+        var = inode.pattern.var
+        a = inode.args
+        if var == "fd":
+            ref = ref or self.procfs.fd(a["pid"], a["fd"])
+            if ref is not None and ref.file is None:
+                self.cache.entry_handed_out(ref.ino, a["pid"], a["fd"])
+        elif var == "pid" and not self.all_pids:
+            for held in self.procfs.fds(a["pid"]).values():
+                if held.file is None:
+                    self.cache.entry_handed_out(held.ino, a["pid"], None)
+
+    def _exact_name(self, inode: Inode) -> bool:
+        """Whether the kernel may cache this name: one that only a close (FLUSH) or a
+        scenario event removes, and vdrm then invalidates."""
+        var = inode.pattern.var
+        if var == "fd":
+            return True
+        if self.all_pids or "tid" in inode.args:  # every process listed: exits send nothing
+            return False
+        return var == "pid" or (var is None and "pid" in inode.args)
 
     def _child(self, parent: Inode, name: str, *, listed: bool = False) -> Inode:
         """The inode of ``name`` in ``parent``; ``listed``: it was just enumerated (exists)."""
@@ -788,6 +846,7 @@ class Tree:
 
     def _drop(self, inode: Inode) -> None:
         self._inodes.pop(inode.ino, None)
+        self.cache.forget(inode.ino)
         if self._by_path.get(inode.path) is inode:
             del self._by_path[inode.path]
 
@@ -823,8 +882,17 @@ class Tree:
             fmt, nlink = _stat.S_IFREG, 1
             if kind is Kind.LOG:
                 size, mtime_ns = self.machine.log.size, time.time_ns()
+        if row.content is _fdinfo:  # the exact size: reads may come from the page cache
+            text, cacheable = self._fdinfo_text(inode, ref)
+            size = len(text)
+            self.cache.told(inode.ino, text, cacheable)
+            return Stat(inode.ino, fmt | mode, nlink, uid, gid, size, rdev, mtime_ns, CACHE_TIMEOUT,
+                        CACHE_TIMEOUT if cacheable else 0.0)
         if kind is Kind.LOG:  # st_size grows: never cache attributes
             entry_timeout, attr_timeout = self.static_timeout, 0.0
+        elif self._exact_name(inode):  # invalidated exactly, see vdrm.fs.cache
+            entry_timeout = CACHE_TIMEOUT
+            attr_timeout = CACHE_TIMEOUT if "fd" in a else DYNAMIC_TIMEOUT  # an fd's link mode is its open's
         elif inode.static:
             entry_timeout = attr_timeout = self.static_timeout
         elif kind is Kind.NODE or inode.pattern.var:  # names that come and go, or one inode per open
@@ -889,6 +957,7 @@ class Tree:
                 child = self._child(inode, name, listed=True)
                 try:
                     entries.append(DirEntry(name, child, self.stat(child, ref), True))
+                    self._handed_out(child, ref)
                 except NoEntry:  # gone since it was listed
                     self.drop_unreferenced([child])
         return entries
@@ -924,17 +993,83 @@ class Tree:
             return self._open_node(inode, caller)
         if kind is Kind.LOG:
             return LogReader(self.machine)
-        if "fd" in inode.args:  # procfs: fdinfo only for the process's owner (or root)
+        if "fd" in inode.args and caller.uid != 0:  # procfs: fdinfo only for the process's owner (or root)
             uid, _ = self.procfs.owner(inode.args["pid"])
-            if caller.uid not in (0, uid):
+            if caller.uid != uid:
                 raise AccessDenied(f"fdinfo of pid {inode.args['pid']} belongs to uid {uid}")
         content = inode.pattern.row.content
+        if content is _fdinfo:
+            a = inode.args
+            ref = getattr(self.procfs, "header", self.procfs.fd)(a["pid"], a["fd"])
+            if ref is None:
+                raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
+            text, cacheable = self._fdinfo_text(inode, ref)
+            how = self.cache.opened(inode.ino, text, cacheable)
+            return Snapshot(text) if how.direct_io else CachedText(self.cache, inode.ino, how.keep_cache)
         if kind is Kind.ATTR:
             show, store = content
             return Attribute(_encode(show(self, inode.args)), lambda text: store(self, inode.args, text))
         if callable(content):
             return Snapshot(_encode(content(self, inode.args)))
         return Snapshot(_encode(content.format(**inode.args)))
+
+    def _fdinfo_text(self, inode: Inode, ref: "FdRef | None" = None) -> tuple[bytes, bool]:
+        """An fdinfo file's text (rendered once per state of the device and of the fd) and
+        whether it stays put until an event vdrm sees."""
+        a = inode.args
+        ref = ref or self.procfs.fd(a["pid"], a["fd"])
+        if ref is None:
+            raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
+        key = (self.cache.generation, ref.ino, ref.flags, ref.mnt_id, 0 if ref.file is None else ref.pos,
+               id(ref.file))
+        text = self.cache.rendered(inode.ino, key, lambda: _encode(_fdinfo(self, a, ref)))
+        return text, self._frozen()
+
+    def _frozen(self) -> bool:
+        """Whether the device's state moves only through events vdrm sees (requests, stores,
+        clock steps): always on the virtual clock; on the real one, while no job is queued
+        or running and no timed event is pending."""
+        clock = self.device.clock
+        if getattr(clock, "virtual", False):
+            return True
+        driver = getattr(self.device, "driver", None)
+        sched = getattr(driver, "sched", None)
+        if sched is None:
+            return False
+        self.device.update()
+        return not any(sched.running) and not any(sched.queues) and not driver.timeline.pending()
+
+    # -- what changes the kernel's cache (vdrm.fs.cache) --------------------------------
+
+    def changed(self) -> None:
+        """An event that may change any fdinfo text happened (a request, a release, a store,
+        a clock step); scenario fds it closed lose their names."""
+        self.cache.changed()
+        take_closed = getattr(self.procfs, "take_closed", None)
+        if take_closed is not None:
+            closed = take_closed()
+            if closed:
+                self.cache.names_gone([(pid, fd) for pid, fd in closed] + sorted({(pid, None) for pid, _ in closed}))
+
+    def flushed(self, handle: "DrmOpen") -> None:
+        """FLUSH of an open DRM node: one of its fds was closed (the fd is already gone)."""
+        self.cache.flushed(handle.ino)
+
+    def invalidations(self) -> tuple[list[int], list[tuple[int, bytes]]]:
+        """What to tell the kernel to forget now: inodes, and (directory inode, name) pairs."""
+        inodes, names = self.cache.take()
+        out: list[tuple[int, bytes]] = []
+        proc = self._by_path.get("proc")
+        for pid, fd in names:
+            if fd is None:
+                if proc is not None:
+                    out.append((proc.ino, str(pid).encode()))
+                continue
+            for directory in ("fd", "fdinfo"):
+                parent = self._by_path.get(f"proc/{pid}/{directory}")
+                if parent is not None:
+                    out.append((parent.ino, str(fd).encode()))
+        return inodes, out
 
     def _open_node(self, inode: Inode, caller: Caller) -> DrmOpen:
         pid = self.procfs.tgid(caller.tid)
@@ -957,6 +1092,8 @@ class Tree:
         self.procfs.invalidate()
         handle.wake()
         self.machine.release(handle.file)
+        self.cache.flushed(handle.ino)
+        self.changed()
 
     def update_owner(self, handle: DrmOpen) -> None:
         """Before requests run: who makes them, for ``drm_file_update_pid`` (6.4+).
@@ -979,6 +1116,12 @@ class Tree:
         """The DRM client opened on node inode ``ino`` (the first, if reopened via /proc)."""
         opens = self._opens.get(ino)
         return opens[0].file if opens else None
+
+    def node_minor(self, ino: int) -> int | None:
+        """The minor of the DRM node inode ``ino`` names (opened or only looked up), or
+        None if ``ino`` is something else (the process bridge's stat answers)."""
+        inode = self._inodes.get(ino)
+        return inode.args["minor"] if inode is not None and inode.kind is Kind.NODE else None
 
     def known_inodes(self) -> int:
         """How many inodes the tree holds (static ones included): for leak checks."""

@@ -18,7 +18,7 @@ from typing import Callable
 
 from vdrm.drm.file import DrmFile
 from vdrm.drm.fdinfo import memory_stats
-from vdrm.drm.gpu import DeviceConfig, GpuDevice, Services, SysfsAttribute
+from vdrm.drm.gpu import SIZE_UNITS, DeviceConfig, GpuDevice, Services, SysfsAttribute  # noqa: F401
 from vdrm.errors import InvalidArgument
 from vdrm.panfrost import ioctl as pf
 from vdrm.panfrost.drv import PanfrostDriver
@@ -35,11 +35,26 @@ __all__ = ["DeviceConfig", "KERNEL_VERSIONS", "PLATFORM_DEVICE", "PanfrostDevice
 # kernel log's dev_err prefix show.
 PLATFORM_DEVICE = "fde60000.gpu"
 
-# The board's device-tree node for the GPU (rk356x.dtsi), as the platform device's
-# uevent shows it.
-PDEV_UEVENT = ("DRIVER=panfrost\nOF_NAME=gpu\nOF_FULLNAME=/gpu@{address}\n"
-               "OF_COMPATIBLE_0=rockchip,rk3568-mali\nOF_COMPATIBLE_1=arm,mali-bifrost\n"
-               "OF_COMPATIBLE_N=2\nMODALIAS=of:NgpuT(null)Crockchip,rk3568-maliCarm,mali-bifrost\n")
+# The platform device's identity, as its sysfs ``uevent`` shows it and libdrm's
+# drmGetDevices2 reads it (DRM_BUS_PLATFORM: ``OF_FULLNAME`` is the bus info,
+# ``OF_COMPATIBLE_<n>`` the device info): the RK3568's Mali node of the kernel's
+# arch/arm64/boot/dts/rockchip/rk356x(-base).dtsi, ``gpu: gpu@fde60000``, and the driver
+# that binds it.
+DRIVER_NAME = "panfrost"
+OF_NAME = "gpu"
+OF_FULLNAME = "/gpu@fde60000"
+OF_COMPATIBLE = ("rockchip,rk3568-mali", "arm,mali-bifrost")
+PLATFORM_BUS = "platform"
+
+
+def platform_uevent() -> str:
+    """The platform device's ``uevent``: what ``drivers/base/core.c`` and ``of_device_uevent``
+    print for a bound device-tree device (``MODALIAS`` as ``of_modalias`` spells it)."""
+    lines = [f"DRIVER={DRIVER_NAME}", f"OF_NAME={OF_NAME}", f"OF_FULLNAME={OF_FULLNAME}"]
+    lines += [f"OF_COMPATIBLE_{i}={c}" for i, c in enumerate(OF_COMPATIBLE)]
+    lines.append(f"OF_COMPATIBLE_N={len(OF_COMPATIBLE)}")
+    lines.append(f"MODALIAS=of:N{OF_NAME}T(null)" + "".join(f"C{c}" for c in OF_COMPATIBLE))
+    return "\n".join(lines) + "\n"
 
 # The emulated releases, oldest first: the rows of the release table (vdrm.panfrost.releases).
 KERNEL_VERSIONS = PANFROST.releases
@@ -93,7 +108,7 @@ class PanfrostDevice(GpuDevice):
                  index: int = 0):
         driver = PanfrostDriver(kernel=config.kernel, heap_backing=config.heap_backing,
                                 as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
-                                profiling=bool(config.profiling), size_units=config.size_units,
+                                profiling=config.profiling, size_units=config.size_units,
                                 fdinfo_revision=config.fdinfo_revision)
         super().__init__(config, driver, PANFROST_IOCTLS, services=services, index=index)
 
@@ -104,7 +119,7 @@ class PanfrostDevice(GpuDevice):
     # -- sysfs and debugfs ----------------------------------------------------------------
 
     def uevent(self) -> str:
-        return PDEV_UEVENT.format(address=self.platform_device.split(".")[0])
+        return platform_uevent()
 
     @property
     def profiling(self) -> bool:
