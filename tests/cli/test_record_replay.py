@@ -260,3 +260,27 @@ def test_record_only_reads(tmp_path: Path) -> None:
               and "ENOENT" not in line and "+++" not in line and "---" not in line]
     assert writes == [w for w in writes if f'"{out}"' in w and "O_WRONLY" in w], writes
     assert len(writes) == 1
+
+
+@needs_fuse
+def test_a_client_gone_in_the_next_sample_vanishes_from_the_mount(tmp_path: Path) -> None:
+    """The kernel may cache proc/ names: a process and fd absent from the next sample are gone after the step."""
+    trace = json.loads((TRACES / "msm.json").read_text())
+    trace["samples"][1]["processes"] = {}
+    trace["samples"][1]["clients"] = []
+    path = tmp_path / "gone.json"
+    path.write_text(json.dumps(trace))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert vdrm("replay", str(path), str(mnt), "--daemon").returncode == 0
+    try:
+        [pid] = [p for p in os.listdir(mnt / "proc") if p.isdigit()]
+        fdinfo = mnt / "proc" / pid / "fdinfo" / "7"
+        assert "drm-engine-gpu:\t1734371319 ns" in fdinfo.read_text()
+        assert os.readlink(mnt / "proc" / pid / "fd" / "7") == "/dev/dri/renderD128"
+        (mnt / "sys/kernel/debug/dri/128/vdrm-clock").write_text("1s\n")
+        assert not fdinfo.exists() and not (mnt / "proc" / pid).exists()
+        assert [p for p in os.listdir(mnt / "proc") if p.isdigit()] == []
+        assert os.listdir(mnt / "sys/kernel/debug/dri/128/vdrm-clients") == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

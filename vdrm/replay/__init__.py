@@ -290,6 +290,9 @@ class Replay:
         self.index = 0
         self.previous = 0  # the sample shown before the last step
         self.processes: dict[int, ReplayProcess] = {}
+        # (pid, fd) that left the tree at a step (gone, or now another client's): the
+        # mount's kernel cache forgets their names (as for a scenario's closed fds)
+        self.closed_fds: list[tuple[int, int]] = []
         self.clients: dict[tuple[int, int], DrmFile] = {}
         self._armed = False
         self._applying = False
@@ -349,6 +352,9 @@ class Replay:
                     proc.fds[int(fd_text)] = ReplayFd(int(fd_text), FdView(self.clients[key], pid, int(fd_text)),
                                                       h["pos"], h["flags"], h["mnt_id"], h["ino"], info["target"])
                 processes[pid] = proc
+            held = {(pid, fd): ref.file.file for pid, p in processes.items() for fd, ref in p.fds.items()}
+            self.closed_fds.extend(sorted((pid, fd) for pid, p in self.processes.items() for fd, ref in p.fds.items()
+                                          if held.get((pid, fd)) is not ref.file.file))
             self.processes = processes
         finally:
             self._applying = False
