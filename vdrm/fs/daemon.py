@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
+import gc
 import logging
 import os
 import re
@@ -39,7 +40,7 @@ import trio
 from vdrm.drm import grammar
 from vdrm.errors import InvalidArgument, VdrmError
 from vdrm.fs import bridge as fs_bridge
-from vdrm.fs.operations import Operations
+from vdrm.fs.operations import Operations, send_invalidations
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
 from vdrm.kernel.releases import parse_release, release_name
@@ -204,6 +205,7 @@ def make_device(args: argparse.Namespace) -> tuple[PanfrostDevice, Scenario | No
     built from the device options. Raises ScenarioError, UsageError or VdrmError."""
     if args.scenario is not None:
         scenario = Scenario(load_scenario(args.scenario))
+        gc.freeze()  # what the scenario built lives on: keep collections from rescanning it
         return scenario.device, scenario
     return PanfrostDevice(build_config(args)), None
 
@@ -288,7 +290,7 @@ def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = l
         owner = (os.getuid(), os.getgid()) if all_pids and os.getuid() != 0 else None
         procfs = ScenarioProcessTable(procfs, scenario, owner=owner)
     tree = Tree(device, procfs, all_pids=all_pids)
-    ops = Operations(tree)
+    ops = Operations(tree, notify=send_invalidations)
     try:
         pyfuse3.init(ops, mountpoint, set(options))
     except RuntimeError as e:

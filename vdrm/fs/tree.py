@@ -75,6 +75,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 from vdrm.drm.ioctl import Arg
 from vdrm.errors import AccessDenied, InvalidArgument, NoEntry, VdrmError, WouldBlock
 from vdrm.fs import protocol
+from vdrm.fs.cache import CACHE_TIMEOUT, KernelCache
 
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
@@ -144,8 +145,8 @@ class BadDescriptor(VdrmError):
 # -- content renderers: (tree, args) -> str | bytes ------------------------------------
 
 
-def _fdinfo(tree: "Tree", a: dict) -> str:
-    ref = tree.procfs.fd(a["pid"], a["fd"])
+def _fdinfo(tree: "Tree", a: dict, ref: "FdRef | None" = None) -> str:
+    ref = ref or tree.procfs.fd(a["pid"], a["fd"])
     file = (ref.file or tree.client(ref.ino)) if ref else None
     if file is None:
         raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
@@ -504,6 +505,7 @@ class OpenFile:
     """One open of a tree file; ``read``/``write`` get the offset the kernel passes."""
 
     direct_io = True
+    keep_cache = False
 
     def read(self, offset: int, size: int) -> bytes:
         raise BadDescriptor("not open for reading")
@@ -526,6 +528,21 @@ class Snapshot(OpenFile):
 
     def read(self, offset: int, size: int) -> bytes:
         return self.data[offset:offset + size]
+
+
+class CachedText(OpenFile):
+    """A generated file served through the kernel's page cache (:mod:`vdrm.fs.cache`):
+    every read serves the text whose size the kernel was given."""
+
+    direct_io = False
+
+    def __init__(self, cache: KernelCache, ino: int, keep_cache: bool):
+        self._cache = cache
+        self._ino = ino
+        self.keep_cache = keep_cache
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self._cache.page_text(self._ino)[offset:offset + size]
 
 
 class Attribute(Snapshot):
@@ -647,6 +664,7 @@ class Tree:
         self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
         self._next_ino = itertools.count(len(self._patterns) + 1)
         self._opens: dict[int, list[DrmOpen]] = {}  # DRM node inode -> its live opens
+        self.cache = KernelCache()  # what the kernel may cache of proc/ (vdrm.fs.cache)
         by_path: dict[str, _Pattern] = {}
         for ino, pattern in enumerate(self._patterns, start=ROOT_INO):
             by_path[pattern.path] = pattern
@@ -685,11 +703,36 @@ class Tree:
             inode = self._child(parent, name)
         try:
             st = self.stat(inode)
+            self._handed_out(inode)
         except BaseException:
             self.drop_unreferenced([inode])
             raise
         inode.nlookup += 1
         return st
+
+    def _handed_out(self, inode: Inode, ref: "FdRef | None" = None) -> None:
+        """A cached name reached the kernel: record which open files it refers to, so that
+        a close of any of their fds invalidates it (:mod:`vdrm.fs.cache`)."""
+        var = inode.pattern.var
+        a = inode.args
+        if var == "fd":
+            ref = ref or self.procfs.fd(a["pid"], a["fd"])
+            if ref is not None and ref.file is None:
+                self.cache.entry_handed_out(ref.ino, a["pid"], a["fd"])
+        elif var == "pid" and not self.all_pids:
+            for held in self.procfs.fds(a["pid"]).values():
+                if held.file is None:
+                    self.cache.entry_handed_out(held.ino, a["pid"], None)
+
+    def _exact_name(self, inode: Inode) -> bool:
+        """Whether the kernel may cache this name: one that only a close (FLUSH) or a
+        scenario event removes, and vdrm then invalidates."""
+        var = inode.pattern.var
+        if var == "fd":
+            return True
+        if self.all_pids or "tid" in inode.args:  # every process listed: exits send nothing
+            return False
+        return var == "pid" or (var is None and "pid" in inode.args)
 
     def _child(self, parent: Inode, name: str, *, listed: bool = False) -> Inode:
         """The inode of ``name`` in ``parent``; ``listed``: it was just enumerated (exists)."""
@@ -771,6 +814,7 @@ class Tree:
 
     def _drop(self, inode: Inode) -> None:
         self._inodes.pop(inode.ino, None)
+        self.cache.forget(inode.ino)
         if self._by_path.get(inode.path) is inode:
             del self._by_path[inode.path]
 
@@ -806,8 +850,17 @@ class Tree:
             fmt, nlink = _stat.S_IFREG, 1
             if kind is Kind.LOG:
                 size, mtime_ns = self.device.log.size, time.time_ns()
+        if row.content is _fdinfo:  # the exact size: reads may come from the page cache
+            text, cacheable = self._fdinfo_text(inode, ref)
+            size = len(text)
+            self.cache.told(inode.ino, text, cacheable)
+            return Stat(inode.ino, fmt | mode, nlink, uid, gid, size, rdev, mtime_ns, CACHE_TIMEOUT,
+                        CACHE_TIMEOUT if cacheable else 0.0)
         if kind is Kind.LOG:  # st_size grows: never cache attributes
             entry_timeout, attr_timeout = self.static_timeout, 0.0
+        elif self._exact_name(inode):  # invalidated exactly, see vdrm.fs.cache
+            entry_timeout = CACHE_TIMEOUT
+            attr_timeout = CACHE_TIMEOUT if "fd" in a else DYNAMIC_TIMEOUT  # an fd's link mode is its open's
         elif inode.static:
             entry_timeout = attr_timeout = self.static_timeout
         elif kind is Kind.NODE or inode.pattern.var:  # names that come and go, or one inode per open
@@ -872,6 +925,7 @@ class Tree:
                 child = self._child(inode, name, listed=True)
                 try:
                     entries.append(DirEntry(name, child, self.stat(child, ref), True))
+                    self._handed_out(child, ref)
                 except NoEntry:  # gone since it was listed
                     self.drop_unreferenced([child])
         return entries
@@ -907,17 +961,83 @@ class Tree:
             return self._open_node(inode, caller)
         if kind is Kind.LOG:
             return LogReader(self.device)
-        if "fd" in inode.args:  # procfs: fdinfo only for the process's owner (or root)
+        if "fd" in inode.args and caller.uid != 0:  # procfs: fdinfo only for the process's owner (or root)
             uid, _ = self.procfs.owner(inode.args["pid"])
-            if caller.uid not in (0, uid):
+            if caller.uid != uid:
                 raise AccessDenied(f"fdinfo of pid {inode.args['pid']} belongs to uid {uid}")
         content = inode.pattern.row.content
+        if content is _fdinfo:
+            a = inode.args
+            ref = getattr(self.procfs, "header", self.procfs.fd)(a["pid"], a["fd"])
+            if ref is None:
+                raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
+            text, cacheable = self._fdinfo_text(inode, ref)
+            how = self.cache.opened(inode.ino, text, cacheable)
+            return Snapshot(text) if how.direct_io else CachedText(self.cache, inode.ino, how.keep_cache)
         if kind is Kind.ATTR:
             show, store = content
             return Attribute(_encode(show(self, inode.args)), lambda text: store(self, inode.args, text))
         if callable(content):
             return Snapshot(_encode(content(self, inode.args)))
         return Snapshot(_encode(content.format(**inode.args)))
+
+    def _fdinfo_text(self, inode: Inode, ref: "FdRef | None" = None) -> tuple[bytes, bool]:
+        """An fdinfo file's text (rendered once per state of the device and of the fd) and
+        whether it stays put until an event vdrm sees."""
+        a = inode.args
+        ref = ref or self.procfs.fd(a["pid"], a["fd"])
+        if ref is None:
+            raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
+        key = (self.cache.generation, ref.ino, ref.flags, ref.mnt_id, 0 if ref.file is None else ref.pos,
+               id(ref.file))
+        text = self.cache.rendered(inode.ino, key, lambda: _encode(_fdinfo(self, a, ref)))
+        return text, self._frozen()
+
+    def _frozen(self) -> bool:
+        """Whether the device's state moves only through events vdrm sees (requests, stores,
+        clock steps): always on the virtual clock; on the real one, while no job is queued
+        or running and no timed event is pending."""
+        clock = self.device.clock
+        if getattr(clock, "virtual", False):
+            return True
+        driver = getattr(self.device, "driver", None)
+        sched = getattr(driver, "sched", None)
+        if sched is None:
+            return False
+        self.device.update()
+        return not any(sched.running) and not any(sched.queues) and not driver.timeline.pending()
+
+    # -- what changes the kernel's cache (vdrm.fs.cache) --------------------------------
+
+    def changed(self) -> None:
+        """An event that may change any fdinfo text happened (a request, a release, a store,
+        a clock step); scenario fds it closed lose their names."""
+        self.cache.changed()
+        take_closed = getattr(self.procfs, "take_closed", None)
+        if take_closed is not None:
+            closed = take_closed()
+            if closed:
+                self.cache.names_gone([(pid, fd) for pid, fd in closed] + sorted({(pid, None) for pid, _ in closed}))
+
+    def flushed(self, handle: "DrmOpen") -> None:
+        """FLUSH of an open DRM node: one of its fds was closed (the fd is already gone)."""
+        self.cache.flushed(handle.ino)
+
+    def invalidations(self) -> tuple[list[int], list[tuple[int, bytes]]]:
+        """What to tell the kernel to forget now: inodes, and (directory inode, name) pairs."""
+        inodes, names = self.cache.take()
+        out: list[tuple[int, bytes]] = []
+        proc = self._by_path.get("proc")
+        for pid, fd in names:
+            if fd is None:
+                if proc is not None:
+                    out.append((proc.ino, str(pid).encode()))
+                continue
+            for directory in ("fd", "fdinfo"):
+                parent = self._by_path.get(f"proc/{pid}/{directory}")
+                if parent is not None:
+                    out.append((parent.ino, str(fd).encode()))
+        return inodes, out
 
     def _open_node(self, inode: Inode, caller: Caller) -> DrmOpen:
         pid = self.procfs.tgid(caller.tid)
@@ -940,6 +1060,8 @@ class Tree:
         self.procfs.invalidate()
         handle.wake()
         self.device.release(handle.file)
+        self.cache.flushed(handle.ino)
+        self.changed()
 
     def update_owner(self, handle: DrmOpen) -> None:
         """Before requests run: who makes them, for ``drm_file_update_pid`` (6.4+).

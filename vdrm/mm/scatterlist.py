@@ -75,6 +75,7 @@ SG_TABLE_BYTES = 16  # sizeof(struct sg_table)
 
 _LITTLE = sys.byteorder == "little"
 _NONZERO = bytes([0] + [1] * 255)
+_LOW_NIBBLE = bytes(value & 0x0F for value in range(256))  # bits 8..11 of a little-endian u32
 _ONE_LANE = (1).to_bytes(8, sys.byteorder)
 _lane_ones_cache: dict[int, int] = {}
 
@@ -203,6 +204,18 @@ class SgTable:
         if count and self._first_offset:
             addrs[0] += self._first_offset
         return list(zip(addrs, self._lengths[:count]))
+
+    def dma_npages(self) -> int:
+        """The first ``nents`` DMA segments' lengths, each rounded up to whole pages, summed
+        (0 if unmapped): the 4 KiB PTEs they need, without one object per segment."""
+        count = self.nents
+        if not self.dma_mapped or count == 0:
+            return 0
+        lengths = self._lengths if count == len(self._lengths) else self._lengths[:count]
+        raw = lengths.tobytes()
+        if _LITTLE and raw[0::4].count(0) == count and raw[1::4].translate(_LOW_NIBBLE).count(0) == count:
+            return sum(lengths) >> PAGE_SHIFT  # every length is whole pages
+        return sum((length + PAGE_SIZE - 1) >> PAGE_SHIFT for length in lengths)
 
     def pfn_runs(self) -> list[tuple[int, int]]:
         """``(first pfn, npages)`` per entry, npages covering ``[offset, offset + length)``."""
@@ -483,6 +496,7 @@ def sg_alloc_append_table_from_pages(
     max_single_alloc: int = SG_MAX_SINGLE_ALLOC,
     log: "KernelLog | None" = None,
     task: Task = DEFAULT_TASK,
+    runs: tuple[array, list[int]] | None = None,
 ) -> None:
     """``sg_alloc_append_table_from_pages``: append ``pages`` to ``append``.
 
@@ -492,6 +506,9 @@ def sg_alloc_append_table_from_pages(
     pages later calls will append. Pages contiguous with the previous entry are absorbed
     into it while ``max_segment`` allows. Refusals: see the module docstring; the two the
     kernel WARNs on also log the WARNING block to ``log`` (if given) as ``task``.
+
+    ``runs`` (vdrm): the maximal runs of ``pages`` as ``(first pfns, npages)``, when the
+    caller already has them (:meth:`PageAllocator.alloc_runs`); run detection is skipped.
     """
     sgt = append.sgt
     try:
@@ -550,10 +567,14 @@ def sg_alloc_append_table_from_pages(
     nnew = count - absorbed
     if nnew:
         if contiguous:  # so is what is left after absorption
-            runs = array("q", [rest[0]]), [nnew], nnew
+            found = array("q", [rest[0]]), [nnew], nnew
+        elif runs is not None and not absorbed:
+            if sum(runs[1]) != count or len(runs[0]) != len(runs[1]):
+                raise KernelBug(f"runs of {sum(runs[1])} pages passed with {count} pages")
+            found = runs[0], runs[1], max(runs[1])
         else:
-            runs = _page_runs(rest)
-        firsts, npages = _segments(*runs, max_pages)
+            found = _page_runs(rest)
+        firsts, npages = _segments(*found, max_pages)
         nentries = len(firsts)
         if nentries_before:
             chunks = sgt._chunks
@@ -604,11 +625,13 @@ def sg_alloc_table_from_pages_segment(
     *,
     max_single_alloc: int = SG_MAX_SINGLE_ALLOC,
     log: "KernelLog | None" = None,
+    runs: tuple[array, list[int]] | None = None,
 ) -> SgTable:
-    """``sg_alloc_table_from_pages_segment``: a one-shot table (append with ``left_pages = 0``)."""
+    """``sg_alloc_table_from_pages_segment``: a one-shot table (append with ``left_pages = 0``);
+    ``runs`` as for :func:`sg_alloc_append_table_from_pages`."""
     append = SgAppendTable(max_single_alloc)
     sg_alloc_append_table_from_pages(append, pages, offset, size, max_segment, 0, max_single_alloc=max_single_alloc,
-                                     log=log)
+                                     log=log, runs=runs)
     if append.total_nents != append.sgt.orig_nents:
         raise KernelBug(f"one-shot table has {append.total_nents} slots for {append.sgt.orig_nents} entries")
     return append.sgt

@@ -33,10 +33,8 @@ fails earlier, as it would in the kernel.
 
 from __future__ import annotations
 
-import operator
 from collections import OrderedDict
 from dataclasses import dataclass
-from itertools import repeat
 from typing import TYPE_CHECKING, Iterator
 
 from vdrm.errors import InvalidArgument, KernelBug, NoEntry, OutOfMemory, VdrmError
@@ -155,16 +153,15 @@ class MmuContext:
 
     def map_sg(self, iova: int, sgt: "SgTable", prot: str) -> None:
         """``mmu_map_sg``: write PTEs for every DMA segment of ``sgt`` starting at ``iova``."""
-        segments = sgt.dma_segments()
         size = sgt.size
-        if sgt.dma_mapped and len(segments) > 1 and size <= SZ_2M:  # every segment is shorter than 2 MiB: 4 KiB entries
+        if sgt.dma_mapped and sgt.nents > 1 and size <= SZ_2M:  # every segment is shorter than 2 MiB: 4 KiB entries
             n2m = 0
-            n4k = sum(map(_PAGE_ROUND_SHIFT, map(_PAGE_ROUND_ADD, map(_LENGTH, segments)), repeat(PAGE_SHIFT)))
+            n4k = sgt.dma_npages()
             addr = iova + size
         else:
             addr = iova
             n2m = n4k = 0
-            for paddr, length in segments:
+            for paddr, length in sgt.dma_segments():
                 a, b = _pte_counts(addr, paddr, length)
                 n2m += a
                 n4k += b
@@ -202,10 +199,6 @@ class MmuContext:
                 return True
         return False
 
-
-_PAGE_ROUND_ADD = (PAGE_SIZE - 1).__add__
-_PAGE_ROUND_SHIFT = operator.rshift
-_LENGTH = operator.itemgetter(1)
 
 
 def _pte_counts(iova: int, paddr: int, length: int) -> tuple[int, int]:

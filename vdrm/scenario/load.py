@@ -5,7 +5,7 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
     description = "one game on both engines"
 
     [device]
-    kernel = "6.18"            # fdinfo dialect: 6.6 .. 6.18
+    kernel = "6.18"            # kernel dialect: 6.6 .. 7.0
     profiling = true
     heap_backing = "sparse"    # or "dense"
     ram = "1G"
@@ -63,6 +63,8 @@ Every error is a :class:`ScenarioError` whose text is ``FILE:LINE: what is wrong
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -290,7 +292,22 @@ def load(path: str | Path) -> ScenarioSpec:
         raise ScenarioError(path, None, f"cannot read the scenario: {err.strerror}") from None
     except UnicodeDecodeError:
         raise ScenarioError(path, None, "the scenario is not UTF-8 text") from None
-    return loads(text, path)
+    with gc_paused():
+        return loads(text, path)
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """No cyclic garbage collection inside: building a scenario allocates millions of
+    objects that all live on, and each collection would rescan every one made so far
+    (10,000 clients built in 0.9 s with it, 0.4 s without)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def loads(text: str, path: str = "<scenario>") -> ScenarioSpec:
@@ -366,19 +383,27 @@ def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ..
     headers = lines.headers("client")
     bo_headers = lines.headers("client.bo")
     out: list[ClientSpec] = []
+    seen_ids: set[str] = set()
     seen_bos: set[str] = set()
+    bo_cursor = 0  # headers come in file order: each client's BO headers follow its own
     for i, item in enumerate(items):
         line = headers[i] if i < len(headers) else None
         r = _Reader(path, lines, item, f"client #{i + 1}", line)
         cid = r.get("id", str, required=True)
-        if any(c.id == cid for c in out):
+        if cid in seen_ids:
             raise r.fail("id", f"client id {cid!r} is used twice")
+        seen_ids.add(cid)
         node = r.get("node", str, "renderD128")
         if node not in NODES:
             raise r.fail("node", f"node must be card0 or renderD128, not {node!r}")
         name = r.get("name", str, None)
         end = headers[i + 1] if i + 1 < len(headers) else None
-        my_bo_lines = [b for b in bo_headers if (line or 0) < b and (end is None or b < end)]
+        while bo_cursor < len(bo_headers) and bo_headers[bo_cursor] <= (line or 0):
+            bo_cursor += 1
+        first_bo = bo_cursor
+        while bo_cursor < len(bo_headers) and (end is None or bo_headers[bo_cursor] < end):
+            bo_cursor += 1
+        my_bo_lines = bo_headers[first_bo:bo_cursor]
         bos = []
         for j, bo_item in enumerate(r.get("bo", list, [])):
             br = _Reader(path, lines, bo_item, f"client {cid!r} bo #{j + 1}",
@@ -443,13 +468,15 @@ def _bo(r: _Reader) -> BoSpec:
 def _processes(path: str, lines: _Lines, items: list[Any], clients: set[str]) -> tuple[ProcessSpec, ...]:
     headers = lines.headers("process")
     out: list[ProcessSpec] = []
+    seen_pids: set[int] = set()
     for i, item in enumerate(items):
         r = _Reader(path, lines, item, f"process #{i + 1}", headers[i] if i < len(headers) else None)
         pid = r.get("pid", int, required=True)
         if not 1 <= pid < PID_BASE:
             raise r.fail("pid", f"pid must be between 1 and {PID_BASE - 1} (it is shown as {PID_BASE} + pid)")
-        if any(p.pid == PID_BASE + pid for p in out):
+        if PID_BASE + pid in seen_pids:
             raise r.fail("pid", f"pid {pid} is used twice")
+        seen_pids.add(PID_BASE + pid)
         ppid = r.get("ppid", int, 1)
         comm = r.get("comm", str, required=True)
         cmdline = r.get("cmdline", list, [comm])

@@ -26,7 +26,7 @@ from vdrm.kernel.printk import KERN_INFO
 from vdrm.panfrost import ioctl as pf
 from vdrm.panfrost.device import DeviceConfig, PanfrostDevice
 from vdrm.panfrost.gem import SZ_2M
-from vdrm.scenario.load import DEFAULT_FD_FLAGS, ScenarioSpec
+from vdrm.scenario.load import DEFAULT_FD_FLAGS, ScenarioSpec, gc_paused
 
 NODE_INO = {0: 530, 128: 531}
 PAGE_SIZE = 4096
@@ -143,20 +143,20 @@ class Scenario:
         self.clients: dict[str, DrmFile] = {}
         self.handles: dict[tuple[str, str], int] = {}  # (client id, BO id) -> handle
         self.processes: dict[int, EmulatedProcess] = {}
-        self._build()
+        self.closed_fds: list[tuple[int, int]] = []  # (pid, fd) closed by events, for the mount's cache
+        with gc_paused():
+            self._build()
 
     # -- building -------------------------------------------------------------------------
 
-    def _opener(self, client_id: str) -> Any:
-        for proc in self.spec.processes:
-            if client_id in proc.fds.values():
-                return proc
-        return None
-
     def _build(self) -> None:
         spec = self.spec
+        openers: dict[str, Any] = {}  # client id -> the first process holding it
+        for proc in spec.processes:
+            for client_id in proc.fds.values():
+                openers.setdefault(client_id, proc)
         for c in spec.clients:
-            opener = self._opener(c.id)
+            opener = openers.get(c.id)
             file = self.device.open(c.minor, pid=opener.pid if opener else 0,
                                     comm=opener.comm if opener else "", uid=opener.uid if opener else 0)
             if c.name:
@@ -241,6 +241,7 @@ class Scenario:
             for proc in self.processes.values():
                 for fd in [fd for fd, efd in proc.fds.items() if efd.file is file]:
                     del proc.fds[fd]
+                    self.closed_fds.append((proc.pid, fd))
             dev.release(file)
         elif event.kind == "madvise":
             handle = self.handles[(event.client, event.value["bo"])]
