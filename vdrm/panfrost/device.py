@@ -26,6 +26,7 @@ from vdrm.mm.page_alloc import PAGE_SIZE, PageAllocator
 from vdrm.panfrost.drv import PanfrostDriver
 from vdrm.panfrost.gem import HEAP_BACKINGS
 from vdrm.panfrost.ioctl import PANFROST_IOCTLS
+from vdrm.panfrost.job import JOB_TIMEOUT_NS
 
 # The emulated board: a Rockchip RK3568 with a Mali-G52 2EE (Bifrost), whose GPU sits at
 # fde60000 on the platform bus. Its device name is what sysfs `device` links and the
@@ -53,6 +54,7 @@ class DeviceConfig:
     clock_start_ns: int = 0  # virtual clock only
     size_units: str = "auto"  # auto (by kernel), exact (6.7+ rule), truncating (6.5-6.6 rule)
     fdinfo_revision: str = "merged"  # or "docs": the revision of the kernel docs' example
+    job_timeout_ns: int = JOB_TIMEOUT_NS  # the kernel's 500 ms; 0: jobs never time out
 
 
 def kstrtobool(text: str) -> bool:
@@ -86,6 +88,8 @@ class PanfrostDevice:
         self.platform_device = PLATFORM_DEVICE
         if config.fdinfo_revision not in ("merged", "docs"):
             raise InvalidArgument(f"fdinfo revision must be merged or docs, not {config.fdinfo_revision!r}")
+        if config.job_timeout_ns < 0:
+            raise InvalidArgument(f"job timeout must not be negative, not {config.job_timeout_ns} ns")
         if config.size_units not in SIZE_UNITS:
             raise InvalidArgument(f"size units must be auto, exact or truncating, not {config.size_units!r}")
         self.clock: Clock = VirtualClock(config.clock_start_ns) if config.clock == "virtual" else MonotonicClock()
@@ -95,7 +99,8 @@ class PanfrostDevice:
         self.driver = PanfrostDriver(kernel=config.kernel, heap_backing=config.heap_backing,
                                      as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
                                      profiling=config.profiling, size_units=config.size_units,
-                                     fdinfo_revision=config.fdinfo_revision)
+                                     fdinfo_revision=config.fdinfo_revision,
+                                     job_timeout_ns=config.job_timeout_ns)
         self.drm = DrmDevice(self.driver, pages=self.pages, clock=self.clock, log=self.log,
                              client_ids=ClientIdCounter(config.first_client_id))
         self._ioctls = {i.name: i for i in (*CORE_IOCTLS, *PANFROST_IOCTLS)}

@@ -154,8 +154,12 @@ def submit(file: "DrmFile", jc: int, bo_handles: list[int], requirements: int, o
         bos.append(bo)
     if engine == DERIVED:
         engine = JS_FRAGMENT if requirements & REQ_FS else JS_VERTEX_TILER
+    elif not 0 <= engine < len(ENGINES):
+        raise InvalidArgument(f"no engine {engine} (known: {', '.join(f'{i}={e.upper()}' for i, e in enumerate(ENGINES))})")
+    if duration < 0:
+        raise InvalidArgument(f"duration {duration} ns is negative (a job cannot end before it starts)")
     job = _driver(file).sched.submit(priv.mmu, priv.usage, engine, bos, duration, touch,
-                                     requirements, file.client_id)
+                                     requirements, file.client_id, jc)
     return {"job": job.seq, "engine": ENGINES[job.slot], "state": job.state}
 
 

@@ -12,6 +12,7 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
     first_client_id = 1
     size_units = "auto"        # auto (by kernel) | exact (6.7+) | truncating (6.5-6.6)
     fdinfo_revision = "merged" # or "docs": the revision of the kernel docs' example
+    job_timeout = "500ms"      # the kernel's job timeout; "0s": jobs never time out
     frequency = { fragment = 800000000, vertex-tiler = 800000000 }   # Hz, max = cur
     curfreq = { fragment = 400000000 }                                # optional
 
@@ -164,6 +165,7 @@ class DeviceSpec:
     fragmentation: float = 0.3
     as_slots: int = 8
     fdinfo_revision: str = "merged"
+    job_timeout_ns: int = 500_000_000
     maxfreq: dict[int, int] = field(default_factory=dict)
     curfreq: dict[int, int] = field(default_factory=dict)
 
@@ -357,7 +359,8 @@ def _device(r: _Reader) -> DeviceSpec:
                       fdinfo_revision=revision,
                       ram_size=r.size("ram", 1 << 30), first_client_id=first_id, size_units=units,
                       seed=r.get("seed", int, 0), fragmentation=float(frag),
-                      as_slots=r.get("as_slots", int, 8), maxfreq=freqs["frequency"], curfreq=freqs["curfreq"])
+                      as_slots=r.get("as_slots", int, 8), maxfreq=freqs["frequency"], curfreq=freqs["curfreq"],
+                      job_timeout_ns=r.duration("job_timeout", 500_000_000))
     if spec.ram_size < (16 << 20):
         raise r.fail("ram", "ram must be at least 16M")
     r.check_unknown()
