@@ -20,8 +20,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator
 
 from vdrm.drm.file import DrmFile
+from vdrm.drm.limits import Limits
 from vdrm.drm.vma_manager import VmaOffsetManager
-from vdrm.errors import InvalidArgument, KernelBug
+from vdrm.errors import InvalidArgument, KernelBug, TooManyFiles
 
 if TYPE_CHECKING:
     from vdrm.drm.gem import GemObject
@@ -101,8 +102,11 @@ class DrmDevice:
         clock: "Clock",
         log: "KernelLog",
         client_ids: ClientIdCounter | None = None,
+        limits: Limits | None = None,
     ):
         self.driver = driver
+        self.limits = limits or Limits()
+        self.label_bytes = 0  # bytes of BO labels held device-wide (limits.label_bytes)
         self.pages = pages
         self.clock = clock
         self.log = log
@@ -129,6 +133,9 @@ class DrmDevice:
         """
         if minor not in self.minors:
             raise InvalidArgument(f"no DRM minor {minor} on this device (have {self.minors})")
+        if len(self.files) >= self.limits.clients:
+            raise TooManyFiles(f"{len(self.files)} DRM clients are open, the daemon's limit "
+                               "(--max-clients)")
         file = DrmFile(self, minor, self.client_ids.next(), pid=pid, comm=comm, uid=uid)
         self.driver.open(file)
         if minor == PRIMARY_MINOR and self.master is None:

@@ -35,7 +35,9 @@ from typing import Callable, Sequence
 import pyfuse3
 import trio
 
+from vdrm.drm.limits import Limits
 from vdrm.errors import VdrmError
+from vdrm.fs.permissions import NodeAccess, group_id
 from vdrm.fs.operations import Operations
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
@@ -106,6 +108,33 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return value
+
+
+def _mode(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 0660")
+    return value
+
+
+def _group(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    gid = group_id(text, -1)
+    if gid < 0:
+        raise argparse.ArgumentTypeError(f"no group {text!r} on this host")
+    return gid
+
+
+def node_access(args: argparse.Namespace) -> NodeAccess:
+    """The DRM nodes' modes and groups the options ask for."""
+    default = NodeAccess.udev_default()
+    return NodeAccess(card_mode=getattr(args, "card_mode", default.card_mode),
+                      card_gid=getattr(args, "card_group", default.card_gid),
+                      render_mode=default.render_mode, render_gid=default.render_gid)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +209,26 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
                              "proc/ beside the real ones, its [device] table replaces the device "
                              "options above, and the clock is virtual (advance it through "
                              "sys/kernel/debug/dri/128/vdrm-clock or the ADVANCE request)")
+    limits, access = Limits(), NodeAccess.udev_default()
+    caps = parser.add_argument_group("limits (see vdrm/drm/limits.py) and permissions")
+    caps.add_argument("--max-clients", type=_positive, default=limits.clients, metavar="N",
+                      help=f"open DRM clients at most; one more open(2) is EMFILE (default {limits.clients})")
+    caps.add_argument("--max-bos", type=_positive, default=limits.bos, metavar="N",
+                      help=f"BOs on the device at most; CREATE_BO past it is ENOMEM (default {limits.bos})")
+    caps.add_argument("--max-bos-per-client", type=_positive, default=limits.bos_per_client, metavar="N",
+                      help=f"GEM handles per client; one more is ENOSPC (default {limits.bos_per_client})")
+    caps.add_argument("--max-jobs-per-client", type=_positive, default=limits.jobs_per_client, metavar="N",
+                      help=f"jobs in flight per client; SUBMIT past it is ENOMEM (default {limits.jobs_per_client})")
+    caps.add_argument("--max-label-bytes", type=parse_size, default=limits.label_bytes, metavar="SIZE",
+                      help=f"bytes of BO labels on the device; SET_LABEL_BO past it is ENOMEM "
+                           f"(default {limits.label_bytes >> 20}M)")
+    caps.add_argument("--reply-bytes", type=parse_size, default=limits.reply_bytes, metavar="SIZE",
+                      help="unread replies kept per open file; older ones become one ENOBUFS line "
+                           f"(default {limits.reply_bytes >> 10}K)")
+    caps.add_argument("--card-mode", type=_mode, default=access.card_mode, metavar="MODE",
+                      help=f"dev/dri/card0's mode, octal (default {access.card_mode:04o}, as udev sets it)")
+    caps.add_argument("--card-group", type=_group, default=access.card_gid, metavar="GROUP",
+                      help="dev/dri/card0's group, a name or gid (default video)")
     daemon = parser.add_argument_group("the daemon")
     daemon.add_argument("--daemon", action="store_true",
                         help="detach; return once the mount is ready (exit status says whether it is)")
@@ -209,7 +258,12 @@ def build_config(args: argparse.Namespace) -> DeviceConfig:
     return DeviceConfig(kernel=args.kernel, heap_backing=args.heap_backing, ram_size=args.ram,
                         as_slots=args.as_slots, clock=args.clock, seed=args.seed,
                         fragmentation=args.fragmentation, first_client_id=args.first_client_id,
-                        profiling=args.profiling)
+                        profiling=args.profiling, owner_uid=os.getuid(),
+                        limits=Limits(clients=args.max_clients, bos=args.max_bos,
+                                      bos_per_client=args.max_bos_per_client,
+                                      label_bytes=args.max_label_bytes,
+                                      jobs_per_client=args.max_jobs_per_client,
+                                      reply_bytes=args.reply_bytes))
 
 
 # -- mount table -----------------------------------------------------------------------
@@ -270,7 +324,7 @@ def recover_stale(mountpoint: str, say: Callable[[str], None]) -> bool:
 
 def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = lambda: None,
           scenario: Scenario | None = None, *, all_pids: bool = False,
-          options: frozenset[str] = MOUNT_OPTIONS) -> None:
+          options: frozenset[str] = MOUNT_OPTIONS, access: NodeAccess | None = None) -> None:
     """Mount ``device``'s tree at ``mountpoint`` and serve until a signal; then unmount.
 
     ``all_pids``: every real process in ``proc/`` (the namespace runner's tree).
@@ -281,7 +335,9 @@ def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = l
         # An unprivileged runner's user must be able to enter the emulated processes' fd/.
         owner = (os.getuid(), os.getgid()) if all_pids and os.getuid() != 0 else None
         procfs = ScenarioProcessTable(procfs, scenario, owner=owner)
-    tree = Tree(device, procfs, all_pids=all_pids)
+    if access is None and all_pids:  # --run serves one user's tool: both nodes theirs to open
+        access = NodeAccess(card_mode=0o666, render_mode=0o666)
+    tree = Tree(device, procfs, all_pids=all_pids, access=access)
     ops = Operations(tree)
     try:
         pyfuse3.init(ops, mountpoint, set(options))
@@ -384,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.daemon:
         return _daemonize(mountpoint, device, args, scenario)
     try:
-        serve(mountpoint, device, scenario=scenario)
+        serve(mountpoint, device, scenario=scenario, access=node_access(args))
     except MountError as e:
         print(f"vdrm: {e}", file=sys.stderr)
         return 1
@@ -480,7 +536,7 @@ def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace
 
     def run(ready: Callable[[], None]) -> None:
         _setup_logging(args.log_level, args.log_file, quiet=True)
-        serve(mountpoint, device, ready, scenario)
+        serve(mountpoint, device, ready, scenario, access=node_access(args))
 
     pid, why = fork_daemon(run)
     if pid is None:

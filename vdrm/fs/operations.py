@@ -114,7 +114,7 @@ class Operations(pyfuse3.Operations):
 
     @_edge
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return _attributes(self.tree.lookup(parent_inode, _name(name)))
+        return _attributes(self.tree.lookup(parent_inode, _name(name), Caller(ctx.pid, ctx.uid, ctx.gid)))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         try:
@@ -152,7 +152,7 @@ class Operations(pyfuse3.Operations):
     @_edge
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         fh = next(self._handles)
-        self._dirs[fh] = self.tree.listdir(inode)
+        self._dirs[fh] = self.tree.listdir(inode, Caller(ctx.pid, ctx.uid, ctx.gid))
         return fh
 
     @_edge

@@ -19,6 +19,7 @@ from vdrm.drm import fdinfo
 from vdrm.drm.device import ClientIdCounter, DrmDevice
 from vdrm.drm.file import DrmFile
 from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl
+from vdrm.drm.limits import MAX_RAM_SIZE, Limits
 from vdrm.errors import InvalidArgument
 from vdrm.kernel.clock import Clock, MonotonicClock, VirtualClock
 from vdrm.kernel.printk import KernelLog
@@ -55,6 +56,8 @@ class DeviceConfig:
     size_units: str = "auto"  # auto (by kernel), exact (6.7+ rule), truncating (6.5-6.6 rule)
     fdinfo_revision: str = "merged"  # or "docs": the revision of the kernel docs' example
     job_timeout_ns: int = JOB_TIMEOUT_NS  # the kernel's 500 ms; 0: jobs never time out
+    limits: Limits = Limits()  # what the daemon lets clients hold (vdrm.drm.limits)
+    owner_uid: int = 0  # the mount's owner: with root, the only uid that may ADVANCE the clock
 
 
 def kstrtobool(text: str) -> bool:
@@ -84,6 +87,9 @@ class PanfrostDevice:
             raise InvalidArgument(f"clock must be real or virtual, not {config.clock!r}")
         if config.ram_size < (16 << 20) or config.ram_size % PAGE_SIZE:
             raise InvalidArgument(f"emulated RAM must be a page multiple of at least 16 MiB, not {config.ram_size}")
+        if config.ram_size > MAX_RAM_SIZE:
+            raise InvalidArgument(f"emulated RAM of {config.ram_size >> 30} GiB is more than vdrm emulates "
+                                  f"({MAX_RAM_SIZE >> 30} GiB at most)")
         self.config = config
         self.platform_device = PLATFORM_DEVICE
         if config.fdinfo_revision not in ("merged", "docs"):
@@ -100,9 +106,9 @@ class PanfrostDevice:
                                      as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
                                      profiling=config.profiling, size_units=config.size_units,
                                      fdinfo_revision=config.fdinfo_revision,
-                                     job_timeout_ns=config.job_timeout_ns)
+                                     job_timeout_ns=config.job_timeout_ns, owner_uid=config.owner_uid)
         self.drm = DrmDevice(self.driver, pages=self.pages, clock=self.clock, log=self.log,
-                             client_ids=ClientIdCounter(config.first_client_id))
+                             client_ids=ClientIdCounter(config.first_client_id), limits=config.limits)
         self._ioctls = {i.name: i for i in (*CORE_IOCTLS, *PANFROST_IOCTLS)}
         self.timeline = self.driver.timeline
 

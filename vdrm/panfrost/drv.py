@@ -109,7 +109,8 @@ class PanfrostDriver(Driver):
 
     def __init__(self, *, kernel: tuple[int, int], heap_backing: str, as_slots: int,
                  platform_device: str, profiling: bool = False, size_units: str = "auto",
-                 fdinfo_revision: str = "merged", job_timeout_ns: int = JOB_TIMEOUT_NS):
+                 fdinfo_revision: str = "merged", job_timeout_ns: int = JOB_TIMEOUT_NS,
+                 owner_uid: int = 0):
         self.kernel = kernel
         self.version = driver_version(kernel)
         self.heap_backing = heap_backing
@@ -119,6 +120,7 @@ class PanfrostDriver(Driver):
         self.size_units = size_units
         self.fdinfo_revision = fdinfo_revision
         self.job_timeout_ns = job_timeout_ns
+        self.owner_uid = owner_uid  # the mount's owner (may ADVANCE, with root)
         self.max_freq_hz = [MAX_FREQ_HZ] * NUM_JOB_SLOTS
         self.cur_freq_hz = [MAX_FREQ_HZ] * NUM_JOB_SLOTS
         self.shrinker_list: dict[int, PanfrostBo] = {}  # DONTNEED BOs, oldest first

@@ -123,6 +123,7 @@ class Scheduler:
         self.jobs_failed = 0
         self.jobs_timedout = 0
         self.resets = 0
+        self._in_flight: dict[int, int] = {}  # id(ctx) -> its jobs queued or running
 
     def submit(self, ctx: "MmuContext", usage: EngineUsage, slot: int, bos: list["PanfrostBo"],
                duration_ns: int, touches: list[int], requirements: int, client_id: int,
@@ -139,6 +140,7 @@ class Scheduler:
         for bo in bos:
             bo.get()
             bo.gpu_usecount += 1
+        self._in_flight[id(ctx)] = self._in_flight.get(id(ctx), 0) + 1
         self.queues[slot].append(job)
         self.update()
         return job
@@ -227,9 +229,7 @@ class Scheduler:
         self.slots.put(job.ctx)
         if job.ctx.destroyed and job.ctx.as_count == 0:
             self.slots.release(job.ctx)
-        for bo in job.bos:
-            bo.gpu_usecount -= 1
-            bo.put()
+        self._ended(job)
         self.history.append(job)
         if state == "done":
             self.jobs_done += 1
@@ -258,6 +258,24 @@ class Scheduler:
                 latest = max(latest, running.end_ns)
         return latest
 
+    def _ended(self, job: Job) -> None:
+        """A job left the slots: its BOs lose its references, its client a job in flight."""
+        for bo in job.bos:
+            bo.gpu_usecount -= 1
+            bo.put()
+        job.bos = []
+        key = id(job.ctx)
+        left = self._in_flight.get(key, 0) - 1
+        if left > 0:
+            self._in_flight[key] = left
+        else:
+            self._in_flight.pop(key, None)
+
+    def in_flight(self, ctx: "MmuContext") -> int:
+        """How many of ``ctx``'s jobs are queued or running."""
+        self.update()
+        return self._in_flight.get(id(ctx), 0)
+
     def _runtime(self, job: Job) -> int:
         """How long ``job`` occupies its slot once started (the timeout cuts it short)."""
         timeout = self.job_timeout_ns
@@ -272,9 +290,7 @@ class Scheduler:
                     job.error = "file closed before the job ran"
                     job.start_ns = job.end_ns = self.clock.now_ns()
                     job.state = "failed"
-                    for bo in job.bos:
-                        bo.gpu_usecount -= 1
-                        bo.put()
+                    self._ended(job)
                     self.jobs_failed += 1
                 else:
                     kept.append(job)

@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vdrm.drm.limits import MAX_RAM_SIZE
 from vdrm.panfrost.device import KERNEL_VERSIONS
 from vdrm.panfrost.gem import BO_FLAGS, HEAP_BACKINGS, SZ_2M
 from vdrm.panfrost.job import ENGINES
@@ -363,6 +364,10 @@ def _device(r: _Reader) -> DeviceSpec:
                       job_timeout_ns=r.duration("job_timeout", 500_000_000))
     if spec.ram_size < (16 << 20):
         raise r.fail("ram", "ram must be at least 16M")
+    if spec.ram_size > MAX_RAM_SIZE:
+        raise r.fail("ram", f"ram must be at most {MAX_RAM_SIZE >> 30}G")
+    if spec.ram_size % 4096:
+        raise r.fail("ram", "ram must be a multiple of 4K")
     r.check_unknown()
     return spec
 
