@@ -178,12 +178,12 @@ print("ok")
     assert result.stdout.strip() == "ok", result.stderr
 
 
-def test_wait_bo_blocks_the_write_until_the_job_is_done(mnt: Daemon) -> None:
-    """WAIT_BO on a BO that a running 1 s job uses returns only when the job ends, answering ok."""
+def test_wait_bo_blocks_the_read_until_the_job_is_done(mnt: Daemon) -> None:
+    """WAIT_BO on a BO that a running 400 ms job uses: the reply is read only when the job ends, answering ok."""
     out = mnt.sh("""
         exec 3<>"$MNT/dev/dri/renderD128"
         echo 'CREATE_BO size=1M' >&3; read -r reply <&3
-        echo 'SUBMIT jc=0x1000 bo_handles=1 duration=1s' >&3; read -r reply <&3; echo "$reply"
+        echo 'SUBMIT jc=0x1000 bo_handles=1 duration=400ms' >&3; read -r reply <&3; echo "$reply"
         start=$(date +%s%N)
         echo 'WAIT_BO handle=1 timeout_ns=9223372036854775807' >&3; read -r reply <&3
         echo "$reply $(( ($(date +%s%N) - start) / 1000000 ))"
@@ -191,7 +191,20 @@ def test_wait_bo_blocks_the_write_until_the_job_is_done(mnt: Daemon) -> None:
     assert out[0].startswith("ok job=") and out[0].endswith("state=running")
     reply, elapsed_ms = out[1].rsplit(" ", 1)
     assert reply == "ok"
-    assert 800 <= int(elapsed_ms) < 5000
+    assert 300 <= int(elapsed_ms) < 5000
+
+
+def test_an_endless_job_times_out_and_the_gpu_is_reset(mnt: Daemon) -> None:
+    """A job of 2**63-1 ns ends after the kernel's 500 ms job timeout: WAIT_BO answers ok and dmesg has the timeout line."""
+    out = mnt.sh("""
+        exec 3<>"$MNT/dev/dri/renderD128"
+        echo 'CREATE_BO size=1M' >&3; read -r reply <&3
+        echo 'SUBMIT bo_handles=1 engine=FRAGMENT duration=9223372036854775807' >&3; read -r reply <&3
+        echo 'WAIT_BO handle=1 timeout_ns=9223372036854775807' >&3; read -r reply <&3; echo "$reply"
+        grep -c 'gpu sched timeout, js=0' "$MNT/dmesg"
+    """).stdout.splitlines()
+    assert out[0] == "ok"
+    assert int(out[1]) >= 1
 
 
 def test_a_private_namespace_can_bind_mount_the_tree(mnt: Daemon, tmp_path: Path) -> None:
@@ -246,7 +259,7 @@ def test_stat_reports_the_right_types_and_modes(mnt: Daemon) -> None:
     expected = {
         "dev/dri": ("directory", "755", "root"),
         "dev/dri/renderD128": ("regular empty file", "666", "root"),
-        "dev/dri/card0": ("regular empty file", "666", "root"),
+        "dev/dri/card0": ("regular empty file", "660", "root"),  # udev: root:video 0660
         "proc": ("directory", "555", "root"),
         "proc/PID": ("directory", "555", "root"),
         "proc/PID/fd": ("directory", "500", "root"),

@@ -581,6 +581,18 @@ class DrmOpen(OpenFile):
         finally:
             self.wake()
 
+    def interrupt(self) -> None:
+        """A signal reached the waiter: the waiting request fails with EINTR, the rest run."""
+        if not self._pending:
+            return
+        self._pending.popleft()
+        priv = getattr(self.file, "driver_priv", None)
+        if getattr(priv, "waiting", None) is not None:
+            priv.waiting = None  # WAIT_BO: the interrupted wait is over
+        self.replies.push(protocol.format_error(
+            "EINTR", "interrupted by a signal while waiting (the kernel's ERESTARTSYS)"))
+        self.wake()
+
     def read(self, offset: int, size: int) -> bytes:
         return self.replies.read(size)
 
