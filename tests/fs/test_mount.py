@@ -624,6 +624,19 @@ def test_a_stale_mount_is_recovered_on_restart(own_mount) -> None:  # type: igno
     second.stop()
 
 
+def test_a_stale_mount_is_recovered_while_stat_is_still_cached(own_mount) -> None:  # type: ignore[no-untyped-def]
+    """A SIGKILLed daemon whose root attributes the kernel still caches (stat succeeds) is detected by statfs and recovered."""
+    first = own_mount()
+    assert (first.path / "dmesg").read_bytes() is not None
+    os.stat(first.path)  # the root's attributes are now cached for 300 s
+    first.stop(signal.SIGKILL)
+    os.stat(first.path)  # still answered from the cache: this is what fooled the old check
+    second = own_mount(path=first.path)
+    assert "left stale" in second.startup_output  # type: ignore[attr-defined]
+    assert sorted(os.listdir(second.path)) == ["dev", "dmesg", "proc", "sys"]
+    second.stop()
+
+
 def test_a_live_mount_is_not_taken_over(mnt: Daemon) -> None:
     """Starting a second daemon on a served mount point fails with status 1 and leaves the first one serving."""
     out = subprocess.run([sys.executable, str(MOUNT_PY), str(mnt.path), "--daemon"], cwd=ROOT,

@@ -6,9 +6,15 @@ from the options, mounts the tree with pyfuse3 (``fsname=vdrm``, ``default_permi
 then unmounts. ``--daemon`` forks first and returns once the mount is ready; the exit
 status says whether it is (the child reports readiness, or its error, through a pipe).
 
-A mount point left behind by a daemon that died without unmounting (SIGKILL) answers
-ENOTCONN; it is detected in ``/proc/self/mountinfo`` and lazily unmounted, with a
-message, before mounting again. A live mount is never taken over.
+A mount point left behind by a daemon that died without unmounting (SIGKILL) is found in
+``/proc/self/mountinfo`` and its connection probed with ``statfs(2)``, which FUSE never
+caches: a dead connection answers ENOTCONN at once, even while the kernel's attribute
+cache still answers ``stat`` for up to 300 s (the daemon's static entries). A stale vdrm
+mount is then lazily unmounted, with a message, before mounting again. A live mount is
+never taken over; neither is one whose daemon does not answer the probe within
+:data:`PROBE_TIMEOUT` seconds (stopped or hung: the message gives the connection's
+``/sys/fs/fuse/connections/<dev>/waiting`` count where fusectl is mounted, and
+``echo 1 > .../abort`` is the way to end it).
 
 ``--run [options] -- COMMAND ARGS...`` mounts on a private temporary directory instead
 and runs COMMAND in a private mount namespace that shows the emulated device in place of
@@ -49,6 +55,8 @@ from vdrm.scenario.run import Scenario
 log = logging.getLogger("vdrm")
 
 MNT_DETACH = 2
+PROBE_TIMEOUT = 2.0  # seconds a live daemon has to answer the statfs probe
+FUSECTL = "/sys/fs/fuse/connections"
 MOUNT_OPTIONS = frozenset({"fsname=vdrm", "subtype=vdrm", "default_permissions", "allow_other"})
 MAX_TASKS = 32  # pyfuse3 worker tasks; fewer is faster, each waiting write holds one
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -275,14 +283,48 @@ def _unescape(field: str) -> str:
 
 def mounts_at(mountpoint: str) -> list[tuple[str, str]]:
     """``(fstype, source)`` of every mount stacked on ``mountpoint``, oldest first."""
+    return [(fstype, source) for fstype, source, _ in _mounts_at(mountpoint)]
+
+
+def _mounts_at(mountpoint: str) -> list[tuple[str, str, str]]:
+    """``(fstype, source, "major:minor")`` of every mount stacked on ``mountpoint``."""
     found = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             head, _, tail = line.partition(" - ")
             fields, rest = head.split(" "), tail.split(" ")
             if len(fields) > 4 and len(rest) > 1 and _unescape(fields[4]) == mountpoint:
-                found.append((rest[0], _unescape(rest[1])))
+                found.append((rest[0], _unescape(rest[1]), fields[2]))
     return found
+
+
+def probe_connection(mountpoint: str, timeout: float = PROBE_TIMEOUT) -> int | None:
+    """``statfs`` the mount: None if its daemon answered, the errno if it failed
+    (ENOTCONN: the daemon is gone), ETIMEDOUT if it did not answer in ``timeout`` s."""
+    import threading
+
+    result: list[int | None] = []
+
+    def probe() -> None:
+        try:
+            os.statvfs(mountpoint)
+            result.append(None)
+        except OSError as e:
+            result.append(e.errno)
+
+    thread = threading.Thread(target=probe, name="vdrm-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return result[0] if result else errno.ETIMEDOUT
+
+
+def _waiting(dev: str) -> str:
+    """What fusectl says of connection ``dev`` ("0:40" -> connections/40/waiting)."""
+    try:
+        with open(f"{FUSECTL}/{dev.partition(':')[2]}/waiting") as f:
+            return f"{f.read().strip()} requests waiting in {FUSECTL}/{dev.partition(':')[2]}"
+    except OSError:
+        return "fusectl not mounted"
 
 
 def _umount_lazy(path: str) -> None:
@@ -299,16 +341,18 @@ def recover_stale(mountpoint: str, say: Callable[[str], None]) -> bool:
     some other filesystem.
     """
     recovered = False
-    while mounts_at(mountpoint):
-        fstype, source = mounts_at(mountpoint)[-1]
-        try:
-            os.stat(mountpoint)
-        except OSError as e:
-            if e.errno != errno.ENOTCONN:
-                raise MountError(f"{mountpoint}: {e.strerror}") from None
-        else:
+    while _mounts_at(mountpoint):
+        fstype, source, dev = _mounts_at(mountpoint)[-1]
+        failed = probe_connection(mountpoint)
+        if failed is None:
             raise MountError(f"{mountpoint} is already a mount point ({fstype} {source}); "
                              "is another vdrm serving it?")
+        if failed == errno.ETIMEDOUT:
+            raise MountError(f"{mountpoint} is a {fstype} mount whose daemon does not answer "
+                             f"({_waiting(dev)}); stopped or hung? (write 1 to its fusectl abort, "
+                             "then umount -l)")
+        if failed != errno.ENOTCONN:
+            raise MountError(f"{mountpoint}: {os.strerror(failed)}")
         if source != "vdrm":
             raise MountError(f"{mountpoint} holds a stale {fstype} mount of {source}, not vdrm's; "
                              "unmount it yourself (umount -l)")
