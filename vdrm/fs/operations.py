@@ -42,8 +42,6 @@ import trio
 
 from vdrm.errors import VdrmError
 from vdrm.fs import waits
-from vdrm.fs.callers import Caller as CallerId
-from vdrm.fs.callers import Callers
 from vdrm.fs.tree import Caller, DirEntry, DrmOpen, OpenFile, Stat, Tree
 
 log = logging.getLogger(__name__)
@@ -114,9 +112,6 @@ class Operations(pyfuse3.Operations):
         self._sleeps: dict[DrmOpen, trio.CancelScope] = {}
         self._nonblocking: set[int] = set()  # fhs opened with O_NONBLOCK
         self._blocked_reads = 0
-        self._blocked_tids: set[int] = set()  # readers blocked in _read_waited
-        self._sleep_until: dict[DrmOpen, int] = {}
-        self.callers = Callers(tree.procfs)
 
     def start(self, nursery: trio.Nursery) -> None:
         """Call inside trio before serving: background waits run in ``nursery``."""
@@ -204,40 +199,23 @@ class Operations(pyfuse3.Operations):
     @_edge
     async def read(self, fh: int, off: int, size: int) -> bytes:
         file = self._files[fh]
-        if not isinstance(file, DrmOpen):
-            return file.read(off, size)
-        reader = self._reader(file)
-        data = file.read(off, size, reader.pid if reader else 0)
-        if data or not file.waiting(reader.pid if reader else 0) or file not in self._answered:
+        data = file.read(off, size)
+        if data or not isinstance(file, DrmOpen) or file not in self._answered:
             return data
-        return await self._read_waited(fh, file, off, size, reader)
+        return await self._read_waited(fh, file, off, size)
 
     @_edge
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         file = self._files[fh]
-        if not isinstance(file, DrmOpen):
-            return file.write(off, buf)
-        written = file.write(off, buf, self.callers.writer(file.ino, buf))
-        self._answer(file)
+        written = file.write(off, buf)
+        if isinstance(file, DrmOpen):
+            self._answer(file)
         return written
 
     @_edge
     async def poll(self, inode: int, fh: int, poll_handle: pyfuse3.PollHandle | None,
                    ctx: pyfuse3.RequestContext) -> int:
-        file = self._files[fh]
-        if isinstance(file, DrmOpen):
-            return file.poll(poll_handle, self.tree.procfs.tgid(ctx.pid))
-        return file.poll(poll_handle)
-
-    def _reader(self, handle: DrmOpen) -> "CallerId | None":
-        """The thread reading ``handle``: one with a reply waiting, if several could be."""
-        if not handle.named_writers:
-            return None
-        found = self.callers.readers(handle.ino, self._blocked_tids)
-        for caller in found:
-            if handle.queue(caller.pid).pending_bytes:
-                return caller
-        return found[0] if found else None
+        return self._files[fh].poll(poll_handle)
 
     @_edge
     async def release(self, fh: int) -> None:
@@ -262,17 +240,10 @@ class Operations(pyfuse3.Operations):
 
     def _answer(self, handle: DrmOpen) -> None:
         """Answer ``handle``'s requests; one that must wait is answered by a background task."""
-        until = handle.answer()
-        progress = self._progress.get(handle)
-        if progress is not None:  # a reader of another process may be waiting for this
-            progress.set()
-            self._progress[handle] = trio.Event()
-        if until is None:
-            return
         if handle in self._answered:
-            scope = self._sleeps.get(handle)
-            if scope is not None and until < self._sleep_until.get(handle, until):
-                scope.cancel()  # a sooner wait: the background task sleeps again
+            return  # a background task answers this handle's requests in order
+        until = handle.answer()
+        if until is None:
             return
         if self._nursery is None or self._stopping is None:
             raise RuntimeError("Operations.start() was not called")
@@ -287,7 +258,6 @@ class Operations(pyfuse3.Operations):
             while until is not None and not handle.released:
                 with trio.CancelScope() as scope:
                     self._sleeps[handle] = scope
-                    self._sleep_until[handle] = until
                     with trio.move_on_after(max(0.0, (until - clock.now_ns()) / 1e9)):
                         await self._stopping.wait()
                 self._sleeps.pop(handle, None)
@@ -300,37 +270,29 @@ class Operations(pyfuse3.Operations):
             log.exception("request failed: answering client %d after a wait", handle.file.client_id)
         finally:
             self._sleeps.pop(handle, None)
-            self._sleep_until.pop(handle, None)
             del self._answered[handle]
             self._progress.pop(handle).set()
 
-    async def _read_waited(self, fh: int, handle: DrmOpen, off: int, size: int,
-                           reader: "CallerId | None") -> bytes:
+    async def _read_waited(self, fh: int, handle: DrmOpen, off: int, size: int) -> bytes:
         """A read of a reply still waiting for the clock: block (bounded), or EAGAIN."""
         if fh in self._nonblocking or self._blocked_reads >= waits.MAX_BLOCKED_READS:
             raise pyfuse3.FUSEError(errno.EAGAIN)
         assert self._stopping is not None
-        pid = reader.pid if reader else 0
         self._blocked_reads += 1
-        if reader is not None:
-            self._blocked_tids.add(reader.tid)
-        watch = waits.SignalWatch(self.tree.procfs, handle.ino, pid or handle.file.pid, only=reader is not None)
+        watch = waits.SignalWatch(self.tree.procfs, handle.ino, handle.file.pid)
         try:
             while True:
-                data = handle.read(off, size, pid)
+                data = handle.read(off, size)
                 progress = self._progress.get(handle)
-                if (data or progress is None or not handle.waiting(pid) or handle.released
-                        or self._stopping.is_set()):
+                if data or progress is None or handle.released or self._stopping.is_set():
                     return data
                 with trio.move_on_after(waits.SIGNAL_POLL):
                     await progress.wait()
                 if not progress.is_set() and watch.interrupted():
-                    handle.interrupt(pid)
+                    handle.interrupt()
                     scope = self._sleeps.get(handle)
                     if scope is not None:
                         scope.cancel()  # the next request may wait for another time
-                    return handle.read(off, size, pid)
+                    return handle.read(off, size)
         finally:
             self._blocked_reads -= 1
-            if reader is not None:
-                self._blocked_tids.discard(reader.tid)

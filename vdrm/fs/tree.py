@@ -76,7 +76,6 @@ from vdrm.fs.permissions import NodeAccess, may_trace
 
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
-    from vdrm.fs.callers import Caller as CallerId
     from vdrm.fs.procfs import FdRef, ProcessTable
     from vdrm.panfrost.device import PanfrostDevice
 
@@ -541,133 +540,82 @@ class DrmOpen(OpenFile):
 
     Writes are cut into request lines and answered in order; every reply is queued and a
     read takes the next one (``b""``, i.e. end-of-file, when none is queued: a read never
-    blocks here). A request that must wait for the device clock (WAIT_BO on the real
-    clock) stays at the head of its writer's queue: :meth:`answer` returns the time to
-    wait until, and the I/O layer calls it again after sleeping.
-
-    An open shared by several processes (inherited, dup'd, passed) keeps one stream per
-    writer when the I/O layer names the caller (:mod:`vdrm.fs.callers`): partial lines
-    are buffered per writing thread, so arguments of two writers never mix; requests are
-    answered in order per process and their replies go back to that process only, as an
-    ioctl's result goes to its caller; a process's waiting request holds up only that
-    process. Callers the I/O layer cannot name share one stream (key 0), as before.
+    blocks). A request that must wait for the device clock (WAIT_BO on the real clock)
+    stays at the head of the queue: :meth:`answer` returns the time to wait until, and the
+    writer calls it again after sleeping.
     """
 
     def __init__(self, tree: "Tree", ino: int, file: "DrmFile"):
         self.tree = tree
         self.ino = ino
         self.file = file
+        self.requests = protocol.RequestStream()
         limits = getattr(file.dev, "limits", None)
-        self._reply_bytes = limits.reply_bytes if limits else protocol.REPLY_QUEUE_BYTES
-        self.requests = protocol.RequestStream()  # the unnamed writers' stream
-        self.replies = protocol.ReplyQueue(self._reply_bytes)  # the unnamed readers' queue
-        self._streams: dict[int, protocol.RequestStream] = {0: self.requests}  # tid -> partial lines
-        self._queues: dict[int, protocol.ReplyQueue] = {0: self.replies}  # pid -> its replies
-        self._pending: dict[int, deque[bytes]] = {}  # pid -> its unanswered lines, in order
-        self._wakers: dict[int, Waker] = {}  # pid -> its poll(2) waiter
-        self._tid_pid: dict[int, int] = {0: 0}
+        self.replies = protocol.ReplyQueue(limits.reply_bytes if limits else protocol.REPLY_QUEUE_BYTES)
+        self._pending: deque[bytes] = deque()
+        self._waker: Waker | None = None
         self.released = False
 
-    def write(self, offset: int, data: bytes, writer: "CallerId | None" = None) -> int:
-        pid, tid = (writer.pid, writer.tid) if writer is not None else (0, 0)
-        stream = self._streams.get(tid)
-        if stream is None:
-            stream = self._streams[tid] = protocol.RequestStream()
-            self._tid_pid[tid] = pid
-            self._queues.setdefault(pid, protocol.ReplyQueue(self._reply_bytes))
-        lines = stream.feed(data)
-        if lines:
-            self._pending.setdefault(pid, deque()).extend(lines)
+    def write(self, offset: int, data: bytes) -> int:
+        self._pending.extend(self.requests.feed(data))
         return len(data)
-
-    @property
-    def named_writers(self) -> bool:
-        """Whether some writer of this open was named (its replies are routed)."""
-        return len(self._queues) > 1
-
-    def waiting(self, pid: int = 0) -> bool:
-        """Whether process ``pid`` (0: the unnamed stream) has a request not yet answered."""
-        return bool(self._pending.get(pid))
 
     def answer(self) -> int | None:
         """Answer the pending requests in order; the clock time (ns) to wait for, or None."""
-        soonest: int | None = None
+        table = self.tree.device.ioctls
         try:
-            for pid in list(self._pending):
-                until = self._answer(pid)
-                if until is not None:
-                    soonest = until if soonest is None else min(soonest, until)
-                elif not self._pending.get(pid):
-                    self._pending.pop(pid, None)
-            return soonest
+            while self._pending and not self.released:
+                line = self._pending[0]
+                try:
+                    reply = protocol.handle(table, self.file, line)
+                except WouldBlock as e:
+                    return e.until_ns
+                if isinstance(reply.exception, WouldBlock):
+                    return reply.exception.until_ns
+                self._pending.popleft()
+                if reply.exception is not None:
+                    log.error("request %r of client %d failed inside vdrm", line[:200],
+                              self.file.client_id, exc_info=reply.exception)
+                self.replies.push(reply.line)
+            return None
         finally:
             self.wake()
 
-    def _answer(self, pid: int) -> int | None:
-        table = self.tree.device.ioctls
-        pending = self._pending[pid]
-        queue = self._queues.setdefault(pid, protocol.ReplyQueue(self._reply_bytes))
-        while pending and not self.released:
-            line = pending[0]
-            try:
-                reply = protocol.handle(table, self.file, line)
-            except WouldBlock as e:
-                return e.until_ns
-            if isinstance(reply.exception, WouldBlock):
-                return reply.exception.until_ns
-            pending.popleft()
-            if reply.exception is not None:
-                log.error("request %r of client %d failed inside vdrm", line[:200],
-                          self.file.client_id, exc_info=reply.exception)
-            queue.push(reply.line)
-        return None
-
-    def interrupt(self, pid: int = 0) -> None:
-        """A signal reached the waiter: its waiting request fails with EINTR, the rest run."""
-        pending = self._pending.get(pid)
-        if not pending:
+    def interrupt(self) -> None:
+        """A signal reached the waiter: the waiting request fails with EINTR, the rest run."""
+        if not self._pending:
             return
-        pending.popleft()
+        self._pending.popleft()
         priv = getattr(self.file, "driver_priv", None)
         if getattr(priv, "waiting", None) is not None:
             priv.waiting = None  # WAIT_BO: the interrupted wait is over
-        self._queues[pid].push(protocol.format_error(
+        self.replies.push(protocol.format_error(
             "EINTR", "interrupted by a signal while waiting (the kernel's ERESTARTSYS)"))
         self.wake()
 
-    def queue(self, pid: int = 0) -> protocol.ReplyQueue:
-        """Process ``pid``'s replies (0: the unnamed readers')."""
-        return self._queues.get(pid, self.replies)
+    def read(self, offset: int, size: int) -> bytes:
+        return self.replies.read(size)
 
-    def read(self, offset: int, size: int, reader: int = 0) -> bytes:
-        return self.queue(reader).read(size)
-
-    def poll(self, waker: Waker | None, pid: int = 0) -> int:
-        if pid not in self._queues:
-            pid = 0
-        if self._queues[pid].pending_bytes:
+    def poll(self, waker: Waker | None) -> int:
+        if self.replies.pending_bytes:
             return POLL_READABLE | POLL_WRITABLE
         if waker is not None:
-            self._wakers[pid] = waker  # a fresh handle replaces the old one
+            self._waker = waker  # a fresh handle replaces the old one
         return POLL_WRITABLE
 
     def wake(self, *, always: bool = False) -> None:
-        """Notify poll(2) waiters whose replies wait, all if the file goes away or ``always``."""
-        for pid, waker in list(self._wakers.items()):
-            queue = self._queues.get(pid, self.replies)
-            if always or queue.pending_bytes or self.released:
-                del self._wakers[pid]
-                try:
-                    waker.notify()
-                except OSError:
-                    pass  # the waiter is gone
+        """Notify a poll(2) waiter if a reply is waiting, the file is going away, or ``always``."""
+        waker = self._waker
+        if waker is not None and (always or self.replies.pending_bytes or self.released):
+            self._waker = None
+            try:
+                waker.notify()
+            except OSError:
+                pass  # the waiter is gone
 
     def release(self) -> None:
-        # Last requests written without a newline still run; their replies have no reader.
-        for tid, stream in self._streams.items():
-            lines = stream.close()
-            if lines:
-                self._pending.setdefault(self._tid_pid.get(tid, 0), deque()).extend(lines)
+        # A last request written without a newline still runs; its reply has no reader.
+        self._pending.extend(self.requests.close())
         self.answer()
         self.tree.release_client(self)
 

@@ -45,16 +45,15 @@ def pending_signals(pid: int, proc: str = "/proc") -> int:
 class SignalWatch:
     """Whether a signal is pending in a process holding one open DRM file."""
 
-    def __init__(self, procfs: Any, ino: int, opener_pid: int, *, only: bool = False):
-        """``only``: ``opener_pid`` is the reader itself; look at no other holder."""
+    def __init__(self, procfs: Any, ino: int, opener_pid: int):
         self._procfs = procfs
         self._ino = ino
         self._pids: list[int] = [opener_pid] if opener_pid > 0 else []
-        self._scanned = float("inf") if only else 0.0
+        self._scanned = 0.0
 
     def _holders(self) -> list[int]:
         now = time.monotonic()
-        if now - self._scanned >= HOLDER_RESCAN:  # never with only=True (inf)
+        if now - self._scanned >= HOLDER_RESCAN:
             self._scanned = now
             try:
                 found = [pid for pid in self._procfs.pids()
