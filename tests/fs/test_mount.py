@@ -644,3 +644,54 @@ def test_a_live_mount_is_not_taken_over(mnt: Daemon) -> None:
     assert out.returncode == 1
     assert "already a mount point" in out.stderr
     assert mnt.alive() and sorted(os.listdir(mnt.path)) == ["dev", "dmesg", "proc", "sys"]
+
+
+_BUSY_BO = """
+exec 3<>"$MNT/dev/dri/renderD128"
+echo 'CREATE_BO size=4K' >&3; read -r reply <&3
+for i in $(seq 40); do echo 'SUBMIT bo_handles=1 duration=400ms'; done >&3
+for i in $(seq 40); do read -r reply <&3; done
+"""
+
+
+def test_a_sigkilled_waiter_dies_at_once(mnt: Daemon) -> None:
+    """A process blocked reading a WAIT_BO reply (16 s of jobs ahead) is gone soon after SIGKILL, not after the wait."""
+    proc = subprocess.Popen(["bash", "-c", _BUSY_BO + """
+        echo "WAIT_BO handle=1 timeout_ns=$(( $(date +%s%N) * 0 + 9223372036854775807 ))" >&3
+        echo waiting; read -r reply <&3; echo "$reply"
+    """], env={**os.environ, "MNT": str(mnt.path)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "waiting"
+        time.sleep(0.5)
+        assert proc.poll() is None  # still waiting for its reply
+        proc.kill()
+        proc.wait(timeout=3)  # the kernel's FUSE read returns once vdrm answers EINTR
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_blocked_waiters_never_stall_other_clients(mnt: Daemon) -> None:
+    """36 clients waiting in WAIT_BO (more than pyfuse3's 32 workers): other requests are still answered at once."""
+    procs = [subprocess.Popen(["bash", "-c", _BUSY_BO + """
+        echo 'WAIT_BO handle=1 timeout_ns=9223372036854775807' >&3
+        echo waiting; read -r reply <&3 && echo "got $reply" || echo "read failed"
+    """], env={**os.environ, "MNT": str(mnt.path)}, stdout=subprocess.PIPE, text=True) for _ in range(36)]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "waiting"
+        time.sleep(0.5)
+        out = mnt.sh('cat "$MNT/sys/kernel/debug/dri/128/vdrm-memory" >/dev/null; stat -c %s "$MNT/dmesg"; echo served',
+                     timeout=5).stdout
+        assert out.strip().endswith("served")
+        for p in procs:
+            p.kill()
+            p.wait(timeout=3)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
