@@ -9,13 +9,17 @@ Layout, after the kernel's own map (imports only go downwards in this list):
 ``vdrm.errors``
     One exception per errno; converted once, at the edges.
 ``vdrm.kernel``
-    What the rest of the kernel provides: the clock, the kernel log ring (dmesg).
+    What the rest of the kernel provides: the clock, the kernel log ring (dmesg), WARN
+    blocks, and the machinery of the per-driver kernel release tables (``releases``).
 ``vdrm.mm``
     Emulated physical memory: the page allocator, the sparse page store (xarray), the
     scatterlist engine (``lib/scatterlist.c``).
 ``vdrm.drm``
     The DRM core: GEM objects and the shmem helper (dense and sparse), files and handles,
-    the range allocator (``drm_mm``), mmap offsets, fdinfo memory stats and printing.
+    master and authentication, the range allocator (``drm_mm``), mmap offsets, fdinfo
+    memory stats and printing; the ioctl table and its one dispatch (``ioctl``), the binary
+    uAPI's numbers and struct layouts (``uapi``), user memory (``uaccess``) and the
+    argument grammar every text door uses (``grammar``).
 ``vdrm.panfrost``
     The driver: BO rules, GPU VA, MMU and faults, jobs and engines, ioctls, fdinfo lines,
     debugfs.

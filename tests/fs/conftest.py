@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from vdrm.drm.device import Driver
+from vdrm.panfrost.releases import PANFROST
 from vdrm.drm.ioctl import Arg, Ioctl
 from vdrm.errors import InvalidArgument, WouldBlock
 from vdrm.fs.procfs import FdRef
@@ -50,6 +52,13 @@ class FakeFile:
     comm: str
     uid: int
     requests: list[str] = field(default_factory=list)
+    was_master: bool = False
+
+    def update_pid(self, pid: int, comm: str) -> bool:
+        changed = pid != self.pid and not self.was_master
+        if changed:
+            self.pid, self.comm = pid, comm
+        return changed
 
 
 def _echo(file: FakeFile, text: str) -> dict[str, Any]:
@@ -68,10 +77,16 @@ def _boom(file: FakeFile) -> dict[str, Any]:
     raise RuntimeError("a bug")
 
 
+class _Driver618(Driver):
+    def has(self, feature: str) -> bool:
+        return PANFROST.has(feature, (6, 18))
+
+
 class FakeDevice:
     """The part of ``PanfrostDevice`` the tree uses, with visible bookkeeping."""
 
     platform_device = "fde60000.gpu"
+    driver_name = "panfrost"
 
     def __init__(self) -> None:
         self.clock = VirtualClock()
@@ -79,6 +94,7 @@ class FakeDevice:
         self.profiling = False
         self.files: dict[int, FakeFile] = {}
         self.drm = self  # the tree lists clients through device.drm.files
+        self.driver = _Driver618()  # the release-dependent rows of the tree as in 6.18
         self.released: list[FakeFile] = []
         self._next_id = 1
         self.ioctls = {
@@ -148,6 +164,12 @@ class FakeProcesses:
 
     def fd(self, pid: int, fd: int) -> FdRef | None:
         return self.fds(pid).get(fd)
+
+    def holds(self, pid: int, ino: int) -> bool:
+        return any(ref.ino == ino for ref in self.fds(pid).values())
+
+    def holders(self, ino: int) -> list[int]:
+        return [pid for pid in sorted(self.held) if self.holds(pid, ino)]
 
     def pids(self) -> list[int]:
         if self.all_pids:

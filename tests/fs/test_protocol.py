@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vdrm.drm.device import Driver
 from vdrm.drm.ioctl import CORE_IOCTLS, Arg, Ioctl
 from vdrm.errors import (Busy, InvalidArgument, KernelBug, NoEntry, NoSpace, TimedOut, VdrmError,
                          WouldBlock)
@@ -177,13 +178,14 @@ def test_bad_integers_are_einval(text):
     ("4096", 4096), ("0x1000", 4096), ("4K", 4096), ("4k", 4096), ("4KiB", 4096), ("4kib", 4096),
     ("2M", 2 << 20), ("2m", 2 << 20), ("2MiB", 2 << 20), ("1G", 1 << 30), ("1GiB", 1 << 30),
     ("0x10K", 16 << 10), ("0K", 0), ("16777215G", 16777215 << 30),
+    ("4T", 4 << 40), ("1PiB", 1 << 50), ("1e", 1 << 60), ("010K", 8 << 10),
 ])
 def test_size_suffixes_are_powers_of_1024(text, value):
-    """A size is a number with an optional K/M/G or KiB/MiB/GiB suffix, in any case."""
+    """A size is memparse's: a number (0x hex, 0 octal) with an optional K..E or KiB..EiB suffix."""
     assert args_of(f"ECHO size={text}")["size"] == value
 
 
-@pytest.mark.parametrize("text", ["4KB", "4T", "K", "4Ki", "4iB", "1.5M", "4\u212a"])
+@pytest.mark.parametrize("text", ["4KB", "4Z", "K", "4Ki", "4iB", "1.5M", "4\u212a", "08"])
 def test_bad_sizes_are_einval(text):
     """Unknown suffixes (including SI 'KB' and the Kelvin sign) and fractions are EINVAL."""
     assert "for size" in einval(f"ECHO size={text}")
@@ -620,6 +622,7 @@ def test_core_set_client_name_reaches_the_file():
     """A real core ioctl runs through the protocol against a file-like object."""
     class NamedFile:
         name = None
+        dev = type("Dev", (), {"driver": Driver()})()  # a driver with every release feature
 
         def set_client_name(self, name: str) -> None:
             self.name = name

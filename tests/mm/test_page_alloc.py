@@ -348,3 +348,21 @@ def test_alloc_release_sequences_keep_the_books(fragmentation, ops):
     for block in owned:
         pa.release(block)
     assert pa.free_pages == 512
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.0, 1.0), st.integers(0, 2**32), st.lists(st.integers(1, 700), min_size=1, max_size=6))
+def test_alloc_runs_are_the_runs_of_the_pfns_and_the_same_pfns_as_alloc_pages(fragmentation, seed, sizes):
+    from vdrm.mm.scatterlist import page_runs
+
+    plain = PageAllocator(4096, seed=seed, fragmentation=fragmentation)
+    with_runs = PageAllocator(4096, seed=seed, fragmentation=fragmentation)
+    for npages in sizes:
+        pfns = plain.alloc_pages(npages)
+        same, firsts, lengths = with_runs.alloc_runs(npages)
+        assert same == pfns
+        want_firsts, want_lengths = page_runs(pfns)
+        assert firsts == want_firsts and lengths == want_lengths.tolist()
+        if npages % 3 == 0:  # holes for the next allocations to reuse
+            plain.release(pfns[::2])
+            with_runs.release(same[::2])

@@ -480,3 +480,33 @@ def test_chunks_with_kept_promises_are_well_formed(pages, max_single_alloc, data
     assert append.total_nents == sum(chunks) - (len(chunks) - 1) >= append.sgt.nents == len(pages)
     used = [content for _, _, content in append.sgt.slots() if content is not None and not content.is_chain and content.pfn is not None]
     assert [e.pfn for e in used] == pages
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=300), st.integers(0, PAGE_SIZE - 1), st.integers(1, 64))
+def test_dma_npages_counts_the_pages_of_every_dma_segment(gaps, offset, segment_pages):
+    from vdrm.mm.scatterlist import dma_map_sgtable, sg_alloc_table_from_pages_segment
+
+    pfns, pfn = [], 100
+    for gap in gaps:
+        pfn += 1 + gap
+        pfns.append(pfn)
+    size = max(1, len(pfns) * PAGE_SIZE - offset - (offset // 2))
+    table = sg_alloc_table_from_pages_segment(pfns, offset, size, segment_pages * PAGE_SIZE)
+    assert table.dma_npages() == 0
+    dma_map_sgtable(table)
+    want = sum((length + PAGE_SIZE - 1) // PAGE_SIZE for _, length in table.dma_segments())
+    assert table.dma_npages() == want
+
+
+def test_runs_given_by_the_allocator_build_the_same_table():
+    from vdrm.mm.page_alloc import PageAllocator
+    from vdrm.mm.scatterlist import UINT_MAX, sg_alloc_table_from_pages_segment
+
+    pa = PageAllocator(8192, seed=3, fragmentation=0.3)
+    pa.alloc_pages(7)
+    pfns, firsts, lengths = pa.alloc_runs(512)
+    a = sg_alloc_table_from_pages_segment(pfns, 0, 512 * PAGE_SIZE, UINT_MAX)
+    b = sg_alloc_table_from_pages_segment(pfns, 0, 512 * PAGE_SIZE, UINT_MAX, runs=(firsts, lengths))
+    assert [(e.pfn, e.offset, e.length) for e in a] == [(e.pfn, e.offset, e.length) for e in b]
+    assert a.chunks == b.chunks and len(a) > 1

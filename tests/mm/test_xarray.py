@@ -218,3 +218,20 @@ def test_behaves_like_a_dict(ops):
     assert xa.load_range(0, 800).tolist() == [model.get(i, -1) for i in range(800)]
     assert xa.count_range(100, 400) == sum(1 for i in model if 100 <= i < 400)
     assert xa.any_present(0, 800) == bool(model)
+
+
+def test_values_past_2_31_widen_every_node_and_nothing_changes():
+    from array import array as _array
+
+    from vdrm.mm.xarray import NARROW_MAX, XArray
+
+    xa = XArray("q")
+    xa.store_range(0, _array("q", range(100, 300)))
+    xa.store(500, 7)
+    assert xa.load_range(0, 200) == _array("q", range(100, 300))
+    xa.store_range(1000, _array("q", [NARROW_MAX, NARROW_MAX + 1, 1 << 40]))
+    xa.store(2000, (1 << 33) + 5)
+    assert xa.load(1001) == NARROW_MAX + 1 and xa.load(1002) == 1 << 40 and xa.load(2000) == (1 << 33) + 5
+    assert xa.load_range(0, 200) == _array("q", range(100, 300)) and xa.load(500) == 7
+    assert len(xa) == 200 + 1 + 3 + 1 and xa.count_range(990, 1010) == 3
+    assert xa.erase(1002) == 1 << 40 and xa.load(1002) is None

@@ -19,8 +19,11 @@ def make_device(**overrides: Any) -> PanfrostDevice:
 
 
 def ioctl(file: DrmFile, verb: str, /, **kwargs: Any) -> dict[str, Any]:
-    """Call ioctl ``name`` the way the request protocol does: declared defaults filled in."""
-    from vdrm.drm.ioctl import CORE_IOCTLS
+    """Call ioctl ``name`` the way the request protocol does: declared defaults filled in,
+    refused (EINVAL) where the emulated release lacks it (``since``); the node
+    permission flags are not checked, so engine tests may use any node."""
+    from vdrm.drm.ioctl import CORE_IOCTLS, available
+    from vdrm.errors import InvalidArgument
     from vdrm.panfrost.ioctl import PANFROST_IOCTLS
 
     table = {i.name: i for i in (*CORE_IOCTLS, *PANFROST_IOCTLS)}
@@ -35,6 +38,8 @@ def ioctl(file: DrmFile, verb: str, /, **kwargs: Any) -> dict[str, Any]:
             args[arg.name] = arg.default
     if kwargs:
         raise TypeError(f"{verb} takes no {sorted(kwargs)}")
+    if not available(file, desc):
+        raise InvalidArgument(f"{verb} does not exist in this kernel release (it arrives with {desc.since})")
     return desc.handler(file, **args)
 
 

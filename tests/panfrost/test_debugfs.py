@@ -39,11 +39,18 @@ def test_gems_layout_is_the_kernels():
 
 
 def test_debugfs_files_follow_the_kernel_version():
-    """gems appears from 6.16 and sched_ctxs from 6.18; clients grows name (6.13) and id (6.16) columns."""
+    """gems appears in 6.17 and sched_ctxs in 6.19; clients grows name (6.13) and id (6.17) columns."""
     old = make_device(kernel=(6, 12)).debugfs_files()
     assert "gems" not in old and "sched_ctxs" not in old
     assert old["clients"]() == "             command  tgid dev master a   uid      magic\n"
-    dev = make_device(kernel=(6, 18))
+    for version in ((6, 16), (6, 18)):
+        dev = make_device(kernel=version)
+        dev.open(0, pid=77, comm="Xorg")
+        files = dev.debugfs_files()
+        assert ("gems" in files) is (version >= (6, 17)) and "sched_ctxs" not in files
+        head = files["clients"]().splitlines()[0]
+        assert head.endswith("name" if version == (6, 16) else "id")
+    dev = make_device(kernel=(6, 19))
     f = dev.open(0, pid=77, comm="Xorg")
     files = dev.debugfs_files()
     assert {"gems", "sched_ctxs", "clients", "gem_names"} <= set(files)
@@ -52,6 +59,13 @@ def test_debugfs_files_follow_the_kernel_version():
     assert files["sched_ctxs"]() == "client_id        1 pid       77 command Xorg:\n JM context 0: priority NORMAL\n\n"
     f2 = dev.open(0)
     assert not f2.is_master and f.is_master
+
+
+def test_sched_ctxs_cuts_the_command_to_15_characters():
+    """sched_ctxs prints the task's comm, which the kernel keeps to TASK_COMM_LEN - 1 = 15 characters."""
+    dev = make_device(kernel=(6, 19))
+    dev.open(128, pid=9, comm="a-very-long-process-name")
+    assert dev.debugfs_files()["sched_ctxs"]().startswith("client_id        1 pid        9 command a-very-long-pro:\n")
 
 
 def test_vdrm_introspection_shows_blocks_sg_tables_and_vm():

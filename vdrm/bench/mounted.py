@@ -8,9 +8,12 @@ Every figure is a side-by-side comparison in one run (:func:`~vdrm.bench.common.
   ``renderD128`` against a line echoed by the ceiling's ``echo``;
 * ``fault_vs_round_trip``: one in-engine 2 MiB heap fault (sparse) against one ceiling
   round trip, alternating batches (the engine target: the fault costs at most half);
+* ``kernel_fdinfo``: the same vdrm fdinfo read against the kernel's own
+  ``/proc/self/fdinfo/<fd>`` (an ordinary file's), the stretch target;
 * ``proc_walk``: what nvtop does each refresh — list ``proc/``, list each ``proc/<pid>/fd``,
-  ``lstat`` each fd, read each ``fdinfo`` — over 1,000 emulated clients (a generated
-  scenario) against the ceiling's tree of the same shape;
+  ``lstat`` each fd, read each ``fdinfo`` — over 1,000 and 10,000 emulated clients (a
+  generated scenario) against the ceiling's tree of the same shape, with the time each
+  scenario took to mount (``mount.py --daemon`` start to ready);
 * scale: one client's fdinfo and one request with 10 clients against 10,000 clients ×
   10 BOs (real clients held open by a helper process), two daemons side by side, and
   the large daemon's RSS per client and per BO;
@@ -119,6 +122,10 @@ def basic(*, batch: int = 300, repeats: int = 9, walk_clients: int = 1000, walk_
                 out["fdinfo_read"] = compare(lambda: read_file(node.fdinfo),
                                              lambda: read_file(f"{ceiling.path}/file"),
                                              batch=batch, repeats=repeats).as_dict()
+                with open(os.devnull, "rb") as plain:
+                    own = f"/proc/self/fdinfo/{plain.fileno()}"
+                    out["kernel_fdinfo"] = compare(lambda: read_file(node.fdinfo), lambda: read_file(own),
+                                                   batch=batch, repeats=repeats).as_dict()
                 out["request"] = compare(lambda: round_trip(node.fd), lambda: round_trip(echo),
                                          batch=batch, repeats=repeats).as_dict()
                 # the engine target, side by side: one 2 MiB fault against one FUSE round trip
@@ -128,16 +135,28 @@ def basic(*, batch: int = 300, repeats: int = 9, walk_clients: int = 1000, walk_
             finally:
                 os.close(echo)
                 node.close()
-            with VdrmMount(scenario=scenario) as walked:
-                found = proc_walk(f"{walked.path}/proc")
-                if found < walk_clients:
-                    raise RuntimeError(f"the /proc walk found {found} fdinfo files, not {walk_clients}")
-                walk = compare(lambda: proc_walk(f"{walked.path}/proc"),
-                               lambda: proc_walk(f"{ceiling.path}/proc"),
-                               batch=1, repeats=walk_repeats)
-                out["proc_walk"] = {**walk.as_dict(), "clients": walk_clients,
-                                    "seconds": 1 / walk.a, "reference_seconds": 1 / walk.b}
+            out["proc_walk"] = walk(ceiling, scenario, walk_clients, walk_repeats)
     return out
+
+
+def walk(ceiling: CeilingMount, scenario: str, clients: int, repeats: int) -> dict[str, Any]:
+    """The nvtop-style walk over a mounted ``scenario`` of ``clients`` against the ceiling."""
+    with VdrmMount(scenario=scenario) as walked:
+        found = proc_walk(f"{walked.path}/proc")
+        if found < clients:
+            raise RuntimeError(f"the /proc walk found {found} fdinfo files, not {clients}")
+        w = compare(lambda: proc_walk(f"{walked.path}/proc"), lambda: proc_walk(f"{ceiling.path}/proc"),
+                    batch=1, repeats=repeats)
+        return {**w.as_dict(), "clients": clients, "seconds": 1 / w.a, "reference_seconds": 1 / w.b,
+                "us_per_client": 1e6 / w.a / clients, "mount_seconds": walked.start_seconds}
+
+
+def large_walk(*, clients: int = 10_000, repeats: int = 3) -> dict[str, Any]:
+    """:func:`walk` over ``clients`` (its own ceiling and scenario)."""
+    with tempfile.TemporaryDirectory(prefix="vdrm-bench-") as tmpdir:
+        scenario = write_scenario(clients, 1, tmpdir)
+        with CeilingMount(pids=clients) as ceiling:
+            return walk(ceiling, scenario, clients, repeats)
 
 
 def _holder(path: str, clients: int, bos: int, ready: Any, done: Any) -> None:

@@ -17,14 +17,16 @@ second :class:`Driver` subclass.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
+from vdrm.drm import auth
 from vdrm.drm.file import DrmFile
 from vdrm.drm.limits import Limits
 from vdrm.drm.vma_manager import VmaOffsetManager
 from vdrm.errors import InvalidArgument, KernelBug, TooManyFiles
 
 if TYPE_CHECKING:
+    from vdrm.drm.auth import DrmMaster
     from vdrm.drm.gem import GemObject
     from vdrm.kernel.clock import Clock
     from vdrm.kernel.printk import KernelLog
@@ -58,6 +60,7 @@ class Driver:
     desc = ""
     date = ""
     version = (0, 0, 0)
+    driver_features: frozenset[str] = frozenset()  # drm_driver.driver_features: GEM, RENDER, SYNCOBJ ...
 
     def bind(self, dev: "DrmDevice") -> None:
         """Called once when the device is created, before any file opens."""
@@ -103,6 +106,8 @@ class DrmDevice:
         log: "KernelLog",
         client_ids: ClientIdCounter | None = None,
         limits: Limits | None = None,
+        ioctls: "Mapping[str, Any] | None" = None,
+        unique: str = "",
     ):
         self.driver = driver
         self.limits = limits or Limits()
@@ -113,7 +118,9 @@ class DrmDevice:
         self.client_ids = client_ids or ClientIdCounter()
         self.vma_offsets = VmaOffsetManager()
         self.files: dict[int, DrmFile] = {}  # client_id -> file, in open order
-        self.master: DrmFile | None = None
+        self.master: "DrmMaster | None" = None  # dev->master: the current DRM master
+        self.ioctls = ioctls  # build_table(core, driver): drm_ioctl() looks numbers up here
+        self.unique = unique  # dev->unique: the parent device's name (platform: "fde60000.gpu")
         self.flink_names: dict[int, "GemObject"] = {}
         self._next_flink_name = 1
         self.objects: dict[int, "GemObject"] = {}  # id(obj) -> obj, in creation order
@@ -129,7 +136,7 @@ class DrmDevice:
         """drm_open: a new DRM client on ``minor`` with the next ``drm-client-id``.
 
         The first open of the primary node while nobody holds DRM master becomes master
-        (``drm_master_open``), and is authenticated.
+        (``drm_master_open``, :mod:`vdrm.drm.auth`), and is authenticated.
         """
         if minor not in self.minors:
             raise InvalidArgument(f"no DRM minor {minor} on this device (have {self.minors})")
@@ -138,9 +145,8 @@ class DrmDevice:
                                "(--max-clients)")
         file = DrmFile(self, minor, self.client_ids.next(), pid=pid, comm=comm, uid=uid)
         self.driver.open(file)
-        if minor == PRIMARY_MINOR and self.master is None:
-            self.master = file
-            file.is_master = file.authenticated = True
+        if minor == PRIMARY_MINOR:
+            auth.master_open(file)
         self.files[file.client_id] = file
         return file
 
@@ -150,8 +156,7 @@ class DrmDevice:
             raise KernelBug(f"release of client {file.client_id}, which is not open")
         file.release_handles()
         self.driver.postclose(file)
-        if self.master is file:
-            self.master = None
+        auth.master_release(file)
         file.closed = True
 
     # -- GEM bookkeeping -------------------------------------------------------------

@@ -15,6 +15,9 @@ kernel version (``(major, minor)``). The eras that change the text:
   object actually reported that state (no objects: only total and shared).
 * **6.13+** ``drm-client-name`` when userspace set one.
 
+Each era is a row of :data:`vdrm.drm.releases.CORE`; the code asks the row, never
+compares versions itself.
+
 Line format: ``key:\\tvalue\\n`` (one tab). The generic header (``pos``, ``flags``,
 ``mnt_id``, ``ino``) comes from ``fs/proc/fd.c``; its values belong to the caller (the
 open file), so they are arguments here.
@@ -25,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vdrm.drm import releases
 from vdrm.drm.gem import OBJECT_ACTIVE, OBJECT_PURGEABLE, OBJECT_RESIDENT
 
 if TYPE_CHECKING:
@@ -43,7 +47,7 @@ def format_size(size: int, version: Version, *, zero_has_unit: bool = False) -> 
     comes from, whose loop lacked the non-zero test, so 0 printed as ``0 MiB``.
     """
     unit = 0
-    if version >= (6, 7):
+    if releases.core_has(releases.FDINFO_EXACT_UNITS, version):
         while (size or zero_has_unit) and size % 1024 == 0 and unit < len(_UNITS) - 1:
             size //= 1024
             unit += 1
@@ -85,7 +89,7 @@ def is_shared(obj: "GemObject", version: Version) -> bool:
     """Shared for memory stats: more than one handle, or (6.9+) exported."""
     if obj.handle_count > 1:
         return True
-    return version >= (6, 9) and obj.exported
+    return releases.core_has(releases.FDINFO_SHARED_EXPORTED, version) and obj.exported
 
 
 def memory_stats(file: "DrmFile", version: Version, *, use_rss: bool = True) -> MemoryStats:
@@ -120,7 +124,7 @@ def memory_stats(file: "DrmFile", version: Version, *, use_rss: bool = True) -> 
             status &= ~OBJECT_PURGEABLE
         if status & OBJECT_PURGEABLE:
             purgeable += add_size
-    if version < (6, 14):
+    if not releases.core_has(releases.FDINFO_OPTIONAL_MEMORY, version):
         supported = (OBJECT_RESIDENT | OBJECT_PURGEABLE) if any_status else 0
     return MemoryStats(shared, private, resident, purgeable, active, supported)
 
@@ -136,7 +140,7 @@ def memory_lines(stats: MemoryStats, version: Version, region: str = "memory", *
     z = zero_has_unit
     out = [size_line("drm", "total", region, stats.total, units, zero_has_unit=z),
            size_line("drm", "shared", region, stats.shared, units, zero_has_unit=z)]
-    if version < (6, 14) or stats.supported_status & OBJECT_ACTIVE:
+    if not releases.core_has(releases.FDINFO_OPTIONAL_MEMORY, version) or stats.supported_status & OBJECT_ACTIVE:
         out.append(size_line("drm", "active", region, stats.active, units, zero_has_unit=z))
     if stats.supported_status & OBJECT_RESIDENT:
         out.append(size_line("drm", "resident", region, stats.resident, units, zero_has_unit=z))
@@ -155,7 +159,7 @@ def show_fdinfo(file: "DrmFile", version: Version) -> str:
     if not driver.has_fdinfo(version):
         return ""
     out = [f"drm-driver:\t{driver.name}\n", f"drm-client-id:\t{file.client_id}\n"]
-    if version >= (6, 13) and file.client_name:
+    if releases.core_has(releases.CLIENT_NAME, version) and file.client_name:
         out.append(f"drm-client-name:\t{file.client_name}\n")
     driver.show_fdinfo(file, out, version)
     return "".join(out)

@@ -5,6 +5,15 @@ handle table, an optional client name (``DRM_IOCTL_SET_CLIENT_NAME``, 6.13+), th
 comm of the process that opened it, and the driver's per-file state (``driver_priv``;
 Panfrost keeps the GPU address space there). dup'd and inherited fds share the file; it
 is released when the last of them closes (``DrmDevice.release``).
+
+Owner (6.4+, "drm: Update file owner during use"): ``drm_ioctl_kernel()`` first calls
+``drm_file_update_pid()``, so the process (thread group) that makes an ioctl on the file
+becomes its owner, the pid and command that debugfs ``clients`` and ``sched_ctxs`` (and
+vdrm's truth) show, unless the file ever was DRM master (``was_master``: master files keep
+their opener for ``drm_master_check_perm``). Only ioctls move it: an ioctl number the
+kernel does not know is refused in ``drm_ioctl()`` before that call, and read, mmap or
+close never move it. :meth:`DrmFile.update_pid` is that step; whoever dispatches an ioctl
+for a known caller calls it.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from vdrm.drm.gem import HandleTable, handle_delete
 from vdrm.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from vdrm.drm.auth import DrmMaster
     from vdrm.drm.device import DrmDevice
 
 # DRM_CLIENT_NAME_MAX_LEN (drm_file.h, 6.13+)
@@ -31,12 +41,23 @@ class DrmFile:
         self.pid = pid
         self.comm = comm
         self.uid = uid
-        self.is_master = False  # the primary-node client holding DRM master
-        self.authenticated = uid == 0  # capable(CAP_SYS_ADMIN) at open, or master
+        self.master: "DrmMaster | None" = None  # card0 clients: the master they belong to
+        self.is_master = False  # owns its master object (stays set after DROP_MASTER)
+        self.was_master = False  # has been master: may SET_MASTER again without CAP_SYS_ADMIN
+        self.magic = 0  # GET_MAGIC token, 0 = none yet
+        self.authenticated = uid == 0  # capable(CAP_SYS_ADMIN) at open, or master, or AUTH_MAGIC
         self.client_name: str | None = None
         self.handles = HandleTable()
         self.driver_priv: Any = None
         self.closed = False
+
+    def update_pid(self, pid: int, comm: str) -> bool:
+        """``drm_file_update_pid``: the ioctl caller's thread group becomes the owner (no
+        change for a file that was master). True when the owner changed."""
+        if self.was_master or pid == self.pid:
+            return False
+        self.pid, self.comm = pid, comm
+        return True
 
     def set_client_name(self, name: str) -> None:
         """DRM_IOCTL_SET_CLIENT_NAME: printable ASCII without spaces, at most 64 bytes.

@@ -58,6 +58,7 @@ import weakref
 from array import array
 from typing import TYPE_CHECKING, Iterator
 
+from vdrm.drm import releases
 from vdrm.drm.gem import GemObject
 from vdrm.errors import AccessDenied, BadAddress, Exists, InvalidArgument, KernelBug, OutOfMemory, VdrmError
 from vdrm.kernel.printk import KERN_DEBUG, KERN_WARNING
@@ -79,7 +80,6 @@ if TYPE_CHECKING:
 SZ_2M = 2 << 20
 NUM_FAULT_PAGES = SZ_2M // PAGE_SIZE  # pages per sparse range (Panfrost's heap fault unit)
 VMALLOC_START = 0xFFFF800080000000  # arm64 vmalloc area: where fake vmap addresses start
-SHMEM_PRINT_INFO_PIN_COUNT_SINCE = (6, 16)
 
 _vmalloc_next: "weakref.WeakKeyDictionary[object, int]" = weakref.WeakKeyDictionary()
 _HOLES = array("q", [-1]) * NUM_FAULT_PAGES  # a fresh range as it was before population
@@ -406,22 +406,29 @@ class ShmemObject(GemObject):
         """Allocate the missing pages of a range in one all-or-nothing allocation; returns the
         range as it was before (-1 = hole) and as it is now, or (None, None) when nothing was
         missing."""
+        before, pfns, _ = self._populate_runs(page_offset, n_pages, gfp)
+        return before, pfns
+
+    def _populate_runs(self, page_offset: int, n_pages: int,
+                       gfp: Gfp) -> tuple[array | None, array | None, tuple[array, list[int]] | None]:
+        """:meth:`_populate`, plus the physical runs of the range when it was wholly missing
+        (one bulk allocation: the allocator knows them), else None."""
         present = self.pages.count_range(page_offset, page_offset + n_pages)  # type: ignore[union-attr]
         if present == n_pages:
-            return None, None
+            return None, None, None
         if present == 0:  # a fresh range: no need to read it
             before = _HOLES if n_pages == len(_HOLES) else array("q", [-1]) * n_pages
+            pfns, firsts, lengths = self.dev.pages.alloc_runs(n_pages, gfp)
+            runs: tuple[array, list[int]] | None = (firsts, lengths)
         else:
             before = self.pages.load_range(page_offset, n_pages)  # type: ignore[union-attr]
-        missing = n_pages - present
-        pfns = self.dev.pages.alloc_pages(missing, gfp)
-        if missing != n_pages:
-            fresh = iter(pfns)
+            fresh = iter(self.dev.pages.alloc_pages(n_pages - present, gfp))
             pfns = array("q", [pfn if pfn >= 0 else next(fresh) for pfn in before])
+            runs = None
         self.pages.store_range(page_offset, pfns)  # type: ignore[union-attr]
         if self.pages_use_count == 0:
             self.pages_use_count = 1  # the population's reference, dropped by put_pages
-        return before, pfns
+        return before, pfns, runs
 
     def _unpopulate(self, page_offset: int, before: array) -> None:
         """Undo :meth:`_populate`: release exactly the pages it added (RFC v2's release on
@@ -455,12 +462,12 @@ class ShmemObject(GemObject):
         table = self._sparse_sgts.load(range_index)  # type: ignore[union-attr]
         if table is not None:
             return table
-        before, now = self._populate(page_offset, n_pages, gfp)
+        before, now, runs = self._populate_runs(page_offset, n_pages, gfp)
         try:
             if now is None:  # populated earlier, e.g. by populate_range
                 table = sg_alloc_table_from_xarray(self.pages, page_offset, n_pages, 0, n_pages << PAGE_SHIFT)  # type: ignore[arg-type]
             else:  # the range as just stored: no need to read the xarray back
-                table = sg_alloc_table_from_pages_segment(now, 0, n_pages << PAGE_SHIFT, UINT_MAX)
+                table = sg_alloc_table_from_pages_segment(now, 0, n_pages << PAGE_SHIFT, UINT_MAX, runs=runs)
             dma_map_sgtable(table)
         except BaseException:
             if before is not None:
@@ -532,7 +539,7 @@ class ShmemObject(GemObject):
             return ""
         prefix = "\t" * indent
         lines = []
-        if version >= SHMEM_PRINT_INFO_PIN_COUNT_SINCE:
+        if releases.core_has(releases.SHMEM_PIN_COUNT, version):
             lines.append(f"pages_pin_count={self.pages_pin_count}")
         lines.append(f"pages_use_count={self.pages_use_count}")
         lines.append(f"vmap_use_count={self.vmap_use_count}")

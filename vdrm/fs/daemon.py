@@ -31,23 +31,29 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
+import gc
 import logging
 import os
 import re
 import signal
+import socket
 import sys
 from typing import Callable, Sequence
 
 import pyfuse3
 import trio
 
+from vdrm.drm import grammar
 from vdrm.drm.limits import Limits
-from vdrm.errors import VdrmError
+from vdrm.errors import InvalidArgument, VdrmError
+from vdrm.fs import bridge as fs_bridge
+from vdrm.fs.operations import Operations, send_invalidations
 from vdrm.fs.permissions import NodeAccess, group_id
-from vdrm.fs.operations import Operations
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
-from vdrm.panfrost.device import KERNEL_VERSIONS, DeviceConfig, PanfrostDevice
+from vdrm.kernel.releases import parse_release, release_name
+from vdrm.panfrost.device import DeviceConfig, PanfrostDevice
+from vdrm.panfrost.releases import PANFROST
 from vdrm.scenario.load import ScenarioError
 from vdrm.scenario.load import load as load_scenario
 from vdrm.scenario.run import Scenario
@@ -61,8 +67,6 @@ MOUNT_OPTIONS = frozenset({"fsname=vdrm", "subtype=vdrm", "default_permissions",
 MAX_TASKS = 32  # pyfuse3 worker tasks; fewer is faster, each waiting write holds one
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-_SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)
-_SHIFT = {"": 0, "K": 10, "M": 20, "G": 30}
 
 
 class UsageError(Exception):
@@ -77,25 +81,25 @@ class MountError(Exception):
 
 
 def parse_size(text: str) -> int:
-    """``4G``, ``512M``, ``65536K``, ``4GiB`` or plain bytes (powers of 1024)."""
-    m = _SIZE.fullmatch(text.strip())
-    if m is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (a number with an optional K, M or G)")
-    return int(m.group(1)) << _SHIFT[m.group(2).upper()]
+    """``--ram``: a size as :func:`vdrm.drm.grammar.parse_size` reads it (``4G``, ``0x40000000``)."""
+    try:
+        return grammar.parse_size(text, "--ram")
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: {e}") from None
 
 
 def parse_kernel(text: str) -> tuple[int, int]:
     try:
-        major, minor = (int(part) for part in text.split("."))
+        release = parse_release(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a kernel version like 6.18") from None
-    if (major, minor) not in KERNEL_VERSIONS:
+    if not PANFROST.is_emulated(release):
         raise argparse.ArgumentTypeError(f"kernel {text} is not emulated (choose from {_kernels()})")
-    return major, minor
+    return release
 
 
 def _kernels() -> str:
-    return ", ".join(f"{a}.{b}" for a, b in KERNEL_VERSIONS)
+    return PANFROST.names()
 
 
 def _fraction(text: str) -> float:
@@ -147,7 +151,7 @@ def node_access(args: argparse.Namespace) -> NodeAccess:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = DeviceConfig()
-    latest = "%d.%d" % KERNEL_VERSIONS[-1]
+    newest = release_name(PANFROST.newest)
     parser = argparse.ArgumentParser(
         prog="mount.py",
         description="Mount vdrm: an emulated Arm Mali GPU (Panfrost) with a fake /dev/dri, "
@@ -158,7 +162,8 @@ the tree, relative to MOUNTPOINT:
   dev/dri/card0, dev/dri/renderD128     each open is a new DRM client; write request
                                         lines, read one reply line per request
   dev/dri-nodes/{{card0,renderD128}}      the same nodes as character devices 226:N, for
-                                        stat only (--run binds this directory at /dev/dri)
+                                        stat only (--run binds dev/dri at /dev/dri, and
+                                        its process bridge makes those nodes 226:N)
   proc/<pid>/fd/<n>, fdinfo/<n>         every real process holding a vdrm fd
   proc/<pid>/{{stat,status,comm,cmdline}}
   sys/class/drm/{{card0,renderD128}}      -> sys/devices/platform/<pdev>/drm/...
@@ -190,8 +195,8 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
                         help="an existing directory to mount on (not with --run)")
     device = parser.add_argument_group("the emulated device")
     device.add_argument("--kernel", type=parse_kernel, default=defaults.kernel, metavar="VERSION",
-                        help=f"kernel whose fdinfo and debugfs dialect to speak: {_kernels()} "
-                             f"(default {latest})")
+                        help=f"kernel whose ioctls, fdinfo and debugfs dialect to speak: {_kernels()}; "
+                             f"the newest is {newest} (default {release_name(defaults.kernel)})")
     device.add_argument("--heap-backing", choices=("sparse", "dense"), default=defaults.heap_backing,
                         help="heap BO pages: 'sparse' as the 2025 RFC (pages only where faulted), "
                              f"'dense' as mainline (default {defaults.heap_backing})")
@@ -257,6 +262,7 @@ def make_device(args: argparse.Namespace) -> tuple[PanfrostDevice, Scenario | No
     built from the device options. Raises ScenarioError, UsageError or VdrmError."""
     if args.scenario is not None:
         scenario = Scenario(load_scenario(args.scenario))
+        gc.freeze()  # what the scenario built lives on: keep collections from rescanning it
         return scenario.device, scenario
     return PanfrostDevice(build_config(args)), None
 
@@ -368,10 +374,13 @@ def recover_stale(mountpoint: str, say: Callable[[str], None]) -> bool:
 
 def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = lambda: None,
           scenario: Scenario | None = None, *, all_pids: bool = False,
-          options: frozenset[str] = MOUNT_OPTIONS, access: NodeAccess | None = None) -> None:
+          options: frozenset[str] = MOUNT_OPTIONS, bridge: "socket.socket | None" = None,
+          access: NodeAccess | None = None) -> None:
     """Mount ``device``'s tree at ``mountpoint`` and serve until a signal; then unmount.
 
     ``all_pids``: every real process in ``proc/`` (the namespace runner's tree).
+    ``bridge``: a socket on which the runner's COMMAND sends its seccomp listener; its
+    intercepted calls are then answered here (:mod:`vdrm.fs.bridge`).
     """
     procfs: ProcessTable | ScenarioProcessTable
     procfs = ProcessTable(lambda ino: tree.is_open_ino(ino), mountpoint=mountpoint, all_pids=all_pids)
@@ -382,7 +391,7 @@ def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = l
     if access is None and all_pids:  # --run serves one user's tool: both nodes theirs to open
         access = NodeAccess(card_mode=0o666, render_mode=0o666)
     tree = Tree(device, procfs, all_pids=all_pids, access=access)
-    ops = Operations(tree)
+    ops = Operations(tree, notify=send_invalidations)
     try:
         pyfuse3.init(ops, mountpoint, set(options))
     except RuntimeError as e:
@@ -400,9 +409,12 @@ def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = l
             with trio.open_signal_receiver(*_SIGNALS) as signals:
                 nursery.start_soon(session)
                 await trio.lowlevel.checkpoint()
+                supervisor = fs_bridge.start(bridge, tree, mountpoint, nursery) if bridge is not None else None
                 ready()
                 async for signum in signals:
                     log.info("%s: unmounting %s", signal.Signals(signum).name, mountpoint)
+                    if supervisor is not None:
+                        supervisor.stop()
                     ops.stop()
                     pyfuse3.terminate()
                     break

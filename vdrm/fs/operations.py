@@ -9,8 +9,7 @@ answer into pyfuse3's types. This is the one edge where errors are converted:
   may leave a pyfuse3 handler, or the whole mount dies.
 
 Engine calls are synchronous, so each handler's work is atomic with respect to the
-other trio tasks. ``flush`` is deliberately not implemented (one round trip per close
-saved).
+other trio tasks.
 
 The blocking model (:mod:`vdrm.fs.waits`). Every handler but one answers at once. The
 one request that waits is a DRM request the engine cannot answer yet (``WouldBlock``:
@@ -26,10 +25,17 @@ POLLIN instead. pyfuse3 ignores FUSE_INTERRUPT, so a blocked read looks every
 the file; if one is, the waiting request is interrupted: its reply becomes
 ``error EINTR`` (the kernel's ERESTARTSYS seen by a caller whose handler does not
 restart), which the read returns, so a SIGKILLed waiter dies at once.
+
+The kernel's cache (:mod:`vdrm.fs.cache`): ``flush`` is the close hook (FUSE sends it on
+every ``close(2)`` of an fd, after the fd left the table); writes, releases and FLUSH of a
+DRM node queue invalidations, and the handler sends them (``notify``, in a worker thread:
+pyfuse3's documentation forbids them in the handler's own) and answers only once the
+kernel has applied them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import itertools
@@ -63,6 +69,21 @@ def _attributes(st: Stat) -> pyfuse3.EntryAttributes:
     attr.st_blocks = 0
     attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = st.mtime_ns
     return attr
+
+
+def send_invalidations(inodes: Sequence[int], entries: Sequence[tuple[int, bytes]]) -> None:
+    """Tell the kernel to forget names, then inodes' attributes and pages (blocking: run it
+    in a worker thread). A name or inode the kernel does not hold answers ENOENT: ignored."""
+    for parent, name in entries:
+        try:
+            pyfuse3.invalidate_entry(parent, name)
+        except OSError:
+            pass
+    for ino in inodes:
+        try:
+            pyfuse3.invalidate_inode(ino)
+        except OSError:
+            pass
 
 
 def _name(raw: bytes) -> str:
@@ -99,11 +120,15 @@ class Operations(pyfuse3.Operations):
     supports_dot_lookup = True
     enable_writeback_cache = False
 
-    def __init__(self, tree: Tree):
+    def __init__(self, tree: Tree, *,
+                 notify: Callable[[Sequence[int], Sequence[tuple[int, bytes]]], None] | None = None):
+        """``notify`` sends invalidations to the kernel (:func:`send_invalidations` on a real
+        mount); None: there is no kernel (tests), they are only dropped."""
         super().__init__()
         self.tree = tree
+        self._notify_kernel = notify
         self._files: dict[int, OpenFile] = {}
-        self._dirs: dict[int, list[DirEntry]] = {}
+        self._dirs: dict[int, tuple[list[DirEntry], int]] = {}  # fh -> (listing, cache epoch at opendir)
         self._handles = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._stopping: trio.Event | None = None
@@ -167,22 +192,26 @@ class Operations(pyfuse3.Operations):
     @_edge
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         fh = next(self._handles)
-        self._dirs[fh] = self.tree.listdir(inode, Caller(ctx.pid, ctx.uid, ctx.gid))
+        self._dirs[fh] = (self.tree.listdir(inode, Caller(ctx.pid, ctx.uid, ctx.gid)), self.tree.cache.epoch)
         return fh
 
     @_edge
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        entries = self._dirs[fh]
+        entries, epoch = self._dirs[fh]
+        # A close or a change since OPENDIR may have invalidated what the listing says
+        # before the kernel got it: then let it cache nothing of these entries.
+        settled = epoch == self.tree.cache.epoch
         for index in range(start_id, len(entries)):
             entry = entries[index]
-            if not pyfuse3.readdir_reply(token, entry.name.encode(), _attributes(entry.stat), index + 1):
+            st = entry.stat if settled else dataclasses.replace(entry.stat, entry_timeout=0.0, attr_timeout=0.0)
+            if not pyfuse3.readdir_reply(token, entry.name.encode(), _attributes(st), index + 1):
                 break
             if entry.counted:
                 self.tree.remember(entry.inode)
 
     @_edge
     async def releasedir(self, fh: int) -> None:
-        entries = self._dirs.pop(fh, [])
+        entries, _ = self._dirs.pop(fh, ([], 0))
         self.tree.drop_unreferenced(e.inode for e in entries)
 
     # -- files -------------------------------------------------------------------------
@@ -194,7 +223,8 @@ class Operations(pyfuse3.Operations):
         self._files[fh] = file
         if flags & os.O_NONBLOCK:
             self._nonblocking.add(fh)
-        return pyfuse3.FileInfo(fh=fh, direct_io=file.direct_io, keep_cache=False)
+        await self._notify()
+        return pyfuse3.FileInfo(fh=fh, direct_io=file.direct_io, keep_cache=file.keep_cache)
 
     @_edge
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -207,9 +237,13 @@ class Operations(pyfuse3.Operations):
     @_edge
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         file = self._files[fh]
-        written = file.write(off, buf)
-        if isinstance(file, DrmOpen):
-            self._answer(file)
+        try:
+            written = file.write(off, buf)
+            if isinstance(file, DrmOpen):
+                self._answer(file)
+        finally:  # even a refused store or request may have changed something
+            self.tree.changed()
+            await self._notify()
         return written
 
     @_edge
@@ -218,11 +252,19 @@ class Operations(pyfuse3.Operations):
         return self._files[fh].poll(poll_handle)
 
     @_edge
+    async def flush(self, fh: int) -> None:
+        file = self._files.get(fh)
+        if isinstance(file, DrmOpen):
+            self.tree.flushed(file)
+            await self._notify()
+
+    @_edge
     async def release(self, fh: int) -> None:
         file = self._files.pop(fh, None)
         self._nonblocking.discard(fh)
         if file is not None:
             file.release()
+            await self._notify()
 
     # The namespace is fixed: nothing can be created, linked, renamed or removed.
 
@@ -235,6 +277,20 @@ class Operations(pyfuse3.Operations):
         raise pyfuse3.FUSEError(errno.EPERM)
 
     mknod = mkdir = symlink = link = unlink = rmdir = rename = _fixed
+
+    # -- the kernel's cache --------------------------------------------------------------
+
+    async def _notify(self) -> None:
+        """Send the invalidations the tree queued, and return once the kernel applied them."""
+        cache = self.tree.cache
+        if not cache.pending:
+            return
+        inodes, entries = self.tree.invalidations()
+        try:
+            if self._notify_kernel is not None:
+                await trio.to_thread.run_sync(self._notify_kernel, inodes, entries)
+        finally:
+            cache.settled(inodes)
 
     # -- waiting for the device clock ----------------------------------------------------
 
@@ -266,6 +322,8 @@ class Operations(pyfuse3.Operations):
                 until = handle.answer()
                 self._progress.pop(handle).set()
                 self._progress[handle] = trio.Event()
+                self.tree.changed()
+                await self._notify()
         except Exception:
             log.exception("request failed: answering client %d after a wait", handle.file.client_id)
         finally:

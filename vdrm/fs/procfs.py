@@ -17,9 +17,11 @@ Invariants:
 - Nothing here ever touches a path on the vdrm mount itself: ``stat`` or ``open`` of our
   own files from inside a request handler would wait for the busy daemon (deadlock).
   Everything read lives on the host's procfs.
-- Only the whole-system scan (which pids hold vdrm fds) is cached, for at most
-  :data:`SCAN_TTL` seconds and never across an open or release of a DRM node; per-pid
-  answers are read fresh each time, so an fd closed or dup'd a moment ago is seen.
+- Nothing is cached here: every answer is read fresh, so an fd closed, dup'd or
+  inherited a moment ago is seen (a ``fork`` sends FUSE nothing, so even the whole-system
+  scan cannot be reused). What the kernel may cache of the answers is
+  :mod:`vdrm.fs.cache`'s business: names are invalidated on close, and an open of
+  ``fdinfo/<fd>`` costs one read of the real fdinfo (:meth:`ProcessTable.header`).
 
 Cost, measured on a 2-vCPU VM with about 75 processes: a whole scan 3 ms, one fd probe
 (readlink plus fdinfo) 25 µs; only fds whose link names a DRM node get their fdinfo read.
@@ -28,12 +30,8 @@ Cost, measured on a 2-vCPU VM with about 75 processes: a whole scan 3 ms, one fd
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
-
-# How long a whole-/proc scan of vdrm fd holders is reused (``ls proc/`` in a loop).
-SCAN_TTL = 0.1
 
 # Names an fd link must end with to be worth reading its fdinfo (the DRM nodes' names).
 _NODE_NAMES = ("/card0", "/renderD128")
@@ -94,24 +92,17 @@ class ProcessTable:
         self._proc = proc
         self._self_pid = os.getpid()
         self._mnt_ids: dict[int, bool] = {}  # mnt_id -> is it a mount of our superblock
-        self._scan: list[int] | None = None
-        self._scan_time = 0.0
 
     # -- which fds are ours --------------------------------------------------------
 
     def invalidate(self) -> None:
-        """Forget the cached scan (a DRM node was opened or released)."""
-        self._scan = None
+        """A DRM node was opened or released (nothing is cached here to forget)."""
 
     def pids(self) -> list[int]:
-        """Every pid holding at least one vdrm fd (every pid with ``all_pids``), ascending
-        (a cached whole-/proc scan)."""
-        now = time.monotonic()
-        if self._scan is None or now - self._scan_time > SCAN_TTL:
-            pids = self._all_pids()
-            self._scan = pids if self.all_pids else [pid for pid in pids if self.fds(pid)]
-            self._scan_time = now
-        return self._scan
+        """Every pid holding at least one vdrm fd (every pid with ``all_pids``), ascending:
+        a whole-/proc scan each time (a fork adds a holder without telling FUSE)."""
+        pids = self._all_pids()
+        return pids if self.all_pids else [pid for pid in pids if self.has(pid)]
 
     def has(self, pid: int) -> bool:
         """Whether ``proc/<pid>`` exists: it holds a vdrm fd (or, with ``all_pids``, lives)."""
@@ -142,11 +133,36 @@ class ProcessTable:
             if ref is not None:
                 yield ref
 
+    def holds(self, pid: int, ino: int) -> bool:
+        """Whether ``pid`` holds an fd on DRM node inode ``ino`` now (read fresh)."""
+        return any(ref.ino == ino for ref in self._iter_fds(pid))
+
+    def holders(self, ino: int) -> list[int]:
+        """The pids holding an fd on DRM node inode ``ino``, ascending (a whole scan)."""
+        return [pid for pid in self._all_pids() if self.holds(pid, ino)]
+
     def fd(self, pid: int, fd: int) -> FdRef | None:
         """``pid``'s fd ``fd`` if it is on an open vdrm node, read fresh."""
         if pid == self._self_pid:
             return None
         return self._probe(pid, fd)
+
+    def header(self, pid: int, fd: int) -> FdRef | None:
+        """:meth:`fd` with one read: the real fdinfo alone (its ``ino`` and ``mnt_id`` say
+        whether the fd is ours; the link's name is only :meth:`fd`'s cheap filter). What an
+        open of ``fdinfo/<fd>`` costs the host: the ``flags`` may have changed by fcntl."""
+        if pid == self._self_pid:
+            return None
+        try:
+            header = parse_fdinfo_header(_read(f"{self._proc}/{pid}/fdinfo/{fd}").decode())
+        except OSError:
+            return None
+        if header is None:
+            return None
+        pos, flags, mnt_id, ino = header
+        if not self._is_open_ino(ino) or not self._is_our_mount(pid, mnt_id):
+            return None
+        return FdRef(pid, fd, pos, flags, mnt_id, ino)
 
     def _probe(self, pid: int, fd: int) -> FdRef | None:
         try:
@@ -297,6 +313,13 @@ class ScenarioProcessTable:
         proc = self._emulated(pid)
         return self.real.has(pid) if proc is None else bool(proc.fds)
 
+    def holds(self, pid: int, ino: int) -> bool:
+        # an emulated process's fds are the scenario's own clients: it always holds them
+        return self.real.holds(pid, ino) if self._emulated(pid) is None else True
+
+    def holders(self, ino: int) -> list[int]:
+        return self.real.holders(ino)
+
     def tids(self, pid: int) -> list[int]:
         return self.real.tids(pid) if self._emulated(pid) is None else [pid]
 
@@ -321,6 +344,19 @@ class ScenarioProcessTable:
             return self.real.fd(pid, fd)
         efd = proc.fds.get(fd)
         return self._ref(pid, efd) if efd else None
+
+    def header(self, pid: int, fd: int) -> FdRef | None:
+        proc = self._emulated(pid)
+        if proc is None:
+            return self.real.header(pid, fd)
+        efd = proc.fds.get(fd)
+        return self._ref(pid, efd) if efd else None
+
+    def take_closed(self) -> list[tuple[int, int]]:
+        """The emulated ``(pid, fd)`` that scenario events closed since the last call."""
+        closed = list(self.scenario.closed_fds)
+        self.scenario.closed_fds.clear()
+        return closed
 
     @staticmethod
     def _ref(pid: int, efd: Any) -> FdRef:
@@ -348,12 +384,18 @@ class ScenarioProcessTable:
             return proc.cmdline_bytes()
         if name == "comm":
             return (proc.comm + "\n").encode()
-        if name in ("stat", "status"):
-            return {"stat": proc.stat, "status": proc.status}[name]().encode()
+        render = _EMULATED_FILES.get(name)
+        if render is not None:
+            text = render(proc)
+            return text if isinstance(text, bytes) else text.encode()
         if name in _EMULATED_AS_DAEMON:  # all_pids copies: the daemon's own, as plausible values
             return self.real.read(os.getpid(), name)
-        return b""  # environ, maps, io ...: an emulated process has none
+        return b""  # maps, wchar ...: an emulated process maps nothing
 
 
+# The files an emulated process renders itself, in their kernel formats.
+_EMULATED_FILES: dict[str, Callable[[Any], "str | bytes"]] = {
+    "stat": lambda p: p.stat(), "status": lambda p: p.status(), "statm": lambda p: p.statm(),
+    "io": lambda p: p.io(), "environ": lambda p: p.environ(), "cgroup": lambda p: p.cgroup()}
 # all_pids files an emulated process shows as the daemon's own (it has no real ones).
-_EMULATED_AS_DAEMON = ("mounts", "mountinfo", "cgroup", "limits")
+_EMULATED_AS_DAEMON = ("mounts", "mountinfo", "limits")

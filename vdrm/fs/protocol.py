@@ -14,11 +14,12 @@ Requests::
 * Tokens are separated by spaces or tabs. The verb is an ioctl name in any case
   (``create_bo`` is ``CREATE_BO``); keys are the lower-case argument names, each at most
   once, and every required one present. Omitted optional keys take their declared default.
-* Values, by the argument's kind (:mod:`vdrm.drm.ioctl`): integers in decimal or ``0x``
-  hex, range-checked (``u32``, ``u64``, ``s64``); ``size`` with an optional ``K``/``M``/``G``
-  or ``KiB``/``MiB``/``GiB`` suffix (powers of 1024); ``flags`` as names or numbers joined
-  by ``,`` or ``|`` (empty is 0); ``enum`` as a name or a number (flag and enum names in any
-  case, numbers u32); ``duration`` in nanoseconds with an optional ``ns``/``us``/``ms``/``s``
+* Values, by the argument's kind (:mod:`vdrm.drm.grammar`, shared with the daemon's options
+  and the scenario loader): integers in decimal or ``0x`` hex, range-checked (``u32``,
+  ``u64``, ``s64``); ``size`` as the kernel's ``memparse`` reads it (``0x`` hex, ``0`` octal,
+  ``K`` .. ``E`` or ``KiB`` .. ``EiB``, powers of 1024; ``8MB`` is refused); ``flags`` as
+  names or numbers joined by ``,`` or ``|`` (empty is 0); ``enum`` as a name or a number
+  (flag and enum names in any case, numbers u32); ``duration`` in nanoseconds with an optional ``ns``/``us``/``ms``/``s``
   suffix (s64); ``list`` as u32 integers separated by ``,`` (empty is the empty list);
   ``str`` as written, with ``%XX`` escapes decoded (``%20`` a space, ``%25`` a percent).
 * A line is at most :data:`MAX_LINE` bytes of UTF-8 text: no NUL or other control
@@ -61,7 +62,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from vdrm.drm.ioctl import Arg, Ioctl
+from vdrm.drm import grammar
+from vdrm.drm.ioctl import Arg, Ioctl, IoctlTable, Request, dispatch
+from vdrm.drm.ioctl import build_table as _build_engine_table
 from vdrm.errors import InvalidArgument, KernelBug, VdrmError, WouldBlock
 
 MAX_LINE = 4096  # bytes in one request, without its newline
@@ -74,40 +77,18 @@ LINE_TOO_LONG = b"\0line too long"
 
 INTERNAL_ERROR = b"error EIO internal error (see the daemon log)\n"
 
-U32_MAX = (1 << 32) - 1
-U64_MAX = (1 << 64) - 1
-S64_MIN = -(1 << 63)
-S64_MAX = (1 << 63) - 1
+U32_MAX = grammar.U32_MAX
+U64_MAX = grammar.U64_MAX
+S64_MIN = grammar.S64_MIN
+S64_MAX = grammar.S64_MAX
 
-_RANGES = {"u32": (0, U32_MAX), "u64": (0, U64_MAX), "s64": (S64_MIN, S64_MAX),
-           "size": (0, U64_MAX), "duration": (S64_MIN, S64_MAX),
-           "flags": (0, U32_MAX), "enum": (0, U32_MAX)}
-
-_KIND_SYNTAX = {
-    "u32": "an integer 0..4294967295, decimal or 0x hex",
-    "u64": "an integer 0..18446744073709551615, decimal or 0x hex",
-    "s64": "an integer -9223372036854775808..9223372036854775807, decimal or 0x hex",
-    "size": "bytes: an integer with an optional K, M or G suffix (or KiB, MiB, GiB; powers of 1024)",
-    "flags": "names (any case) or numbers joined by , or |; empty is 0",
-    "enum": "a name (any case) or a number",
-    "duration": "nanoseconds: an integer with an optional ns, us, ms or s suffix",
-    "list": "integers (u32) separated by commas; empty for none",
-    "str": "text as written; %XX is the byte XX (%20 a space, %25 a percent)",
-}
+_KIND_SYNTAX = grammar.SYNTAX
 
 _VERB = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # flag and enum names
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_NUMBER = re.compile(r"(-?)(0x[0-9a-f]+|[0-9]+)", re.ASCII | re.IGNORECASE)
-_SIZE = re.compile(r"(-?)(0x[0-9a-f]+|[0-9]+)(k|m|g|kib|mib|gib)?", re.ASCII | re.IGNORECASE)
-_DURATION = re.compile(r"(-?)(0x[0-9a-f]+|[0-9]+)(ns|us|ms|s)?", re.ASCII | re.IGNORECASE)
 _HEX = frozenset("0123456789abcdefABCDEF")
 
-_SIZE_SHIFT = {None: 0, "k": 10, "kib": 10, "m": 20, "mib": 20, "g": 30, "gib": 30}
-_DURATION_NS = {None: 1, "ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
-
-_QUOTE_CHARS = 40  # user input quoted in an error message is cut after this many
 
 
 def _help_placeholder(file: Any, **kwargs: Any) -> dict[str, Any]:
@@ -272,103 +253,7 @@ def parse_reply(line: bytes | str) -> ParsedReply:
 # -- parsing requests -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Request:
-    """A parsed request: the ioctl to call and its arguments, every declared one present."""
-
-    ioctl: Ioctl
-    args: dict[str, Any]
-
-
-def _quote(text: str) -> str:
-    if len(text) > _QUOTE_CHARS:
-        text = text[:_QUOTE_CHARS] + "..."
-    return f"'{text}'"
-
-
-def _checked(value: int, text: str, key: str, kind: str) -> int:
-    lo, hi = _RANGES[kind]
-    if not lo <= value <= hi:
-        raise InvalidArgument(f"{_quote(text)} out of range for {key} ({kind}: {lo}..{hi})")
-    return value
-
-
-def _to_int(sign: str, digits: str) -> int:
-    value = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 10)
-    return -value if sign else value
-
-
-def _parse_int(text: str, key: str, kind: str) -> int:
-    m = _NUMBER.fullmatch(text)
-    if m is None:
-        raise InvalidArgument(f"bad {kind} {_quote(text)} for {key} (an integer, decimal or 0x hex)")
-    return _checked(_to_int(*m.groups()), text, key, kind)
-
-
-def _parse_size(text: str, key: str) -> int:
-    m = _SIZE.fullmatch(text)
-    if m is None:
-        raise InvalidArgument(f"bad size {_quote(text)} for {key} "
-                              "(an integer with an optional K, M or G suffix)")
-    sign, digits, suffix = m.groups()
-    shift = _SIZE_SHIFT[suffix.lower() if suffix else None]
-    return _checked(_to_int(sign, digits) << shift, text, key, "size")
-
-
-def _parse_duration(text: str, key: str) -> int:
-    m = _DURATION.fullmatch(text)
-    if m is None:
-        raise InvalidArgument(f"bad duration {_quote(text)} for {key} "
-                              "(an integer with an optional ns, us, ms or s suffix)")
-    sign, digits, suffix = m.groups()
-    ns = _to_int(sign, digits) * _DURATION_NS[suffix.lower() if suffix else None]
-    return _checked(ns, text, key, "duration")
-
-
-def _lookup_name(part: str, arg: Arg) -> int | None:
-    """The value of a flag or enum name in any case, or of a number; None if neither."""
-    if _NUMBER.fullmatch(part):
-        return _parse_int(part, arg.name, "u32")
-    if part.isascii():
-        for name, value in arg.names.items():
-            if name.upper() == part.upper():
-                return value
-    return None
-
-
-def _known(arg: Arg) -> str:
-    return ", ".join(arg.names)
-
-
-def _parse_flags(text: str, arg: Arg) -> int:
-    if not text:
-        return 0
-    value = 0
-    for part in re.split(r"[,|]", text):
-        if not part:
-            raise InvalidArgument(f"empty flag name in {_quote(text)} for {arg.name} "
-                                  "(names joined by , or |)")
-        bits = _lookup_name(part, arg)
-        if bits is None:
-            raise InvalidArgument(f"unknown flag {_quote(part)} for {arg.name} (known: {_known(arg)})")
-        value |= bits
-    return value
-
-
-def _parse_enum(text: str, arg: Arg) -> int:
-    value = _lookup_name(text, arg) if text else None
-    if value is None:
-        raise InvalidArgument(f"unknown value {_quote(text)} for {arg.name} (known: {_known(arg)})")
-    return value
-
-
-def _parse_list(text: str, key: str) -> list[int]:
-    if not text:
-        return []
-    items = text.split(",")
-    if "" in items:
-        raise InvalidArgument(f"bad list {_quote(text)} for {key} (integers separated by commas)")
-    return [_parse_int(item, key, "u32") for item in items]
+_quote = grammar.quote
 
 
 def _percent_decode(text: str, key: str) -> str:
@@ -389,30 +274,19 @@ def _percent_decode(text: str, key: str) -> str:
 
 
 def parse_value(arg: Arg, text: str) -> Any:
-    """The Python value of ``text`` for ``arg``; :class:`InvalidArgument` says what is wrong."""
-    kind = arg.kind
-    if kind in ("u32", "u64", "s64"):
-        return _parse_int(text, arg.name, kind)
-    if kind == "size":
-        return _parse_size(text, arg.name)
-    if kind == "flags":
-        return _parse_flags(text, arg)
-    if kind == "enum":
-        return _parse_enum(text, arg)
-    if kind == "duration":
-        return _parse_duration(text, arg.name)
-    if kind == "list":
-        return _parse_list(text, arg.name)
-    return _percent_decode(text, arg.name)
+    """The Python value of ``text`` for ``arg``; :class:`InvalidArgument` says what is wrong.
+
+    The protocol's own step is decoding ``%XX`` escapes in strings; every kind is then
+    parsed by :mod:`vdrm.drm.grammar`, the parsers the daemon and the loader use too.
+    """
+    if arg.kind == "str":
+        return _percent_decode(text, arg.name)
+    return arg.parse(text)
 
 
 def _default(arg: Arg) -> Any:
     """The declared default as the handler receives it (a fresh list for lists)."""
-    if isinstance(arg.default, str) and arg.kind != "str":
-        return parse_value(arg, arg.default)
-    if arg.kind == "list":
-        return list(arg.default)
-    return arg.default
+    return arg.default_value()
 
 
 def _decode_line(data: bytes) -> str:
@@ -495,7 +369,7 @@ def handle(table: Mapping[str, Ioctl], file: Any, data: bytes) -> Reply:
         if request.ioctl is HELP:
             results = _help(table, **request.args)
         else:
-            results = request.ioctl.handler(file, **request.args)
+            results = dispatch(file, request)
         return Reply(format_ok(results, request.ioctl.hex_results))
     except VdrmError as e:
         return _error_reply(e)
@@ -543,8 +417,22 @@ def _help(table: Mapping[str, Ioctl], verb: str, arg: str) -> dict[str, Any]:
         return {"verbs": ",".join(table)}
     ioctl = _find_verb(table, verb)
     if not arg:
-        return {"verb": ioctl.name, "args": _Raw(",".join(arg_spec(a) for a in ioctl.args)),
-                "doc": ioctl.doc}
+        results: dict[str, Any] = {"verb": ioctl.name,
+                                   "args": _Raw(",".join(arg_spec(a) for a in ioctl.args)),
+                                   "doc": ioctl.doc}
+        if ioctl.number is not None:
+            number = ioctl.number
+            results["cmd"] = _Raw(f"0x{number.cmd:08x}")
+            results["nr"] = _Raw(f"0x{number.nr:02x}")
+            results["macro"] = number.macro
+            results["flags"] = ioctl.flag_names
+            if number.struct is not None:
+                results["struct"] = number.struct.name
+                results["size"] = number.size
+                results["layout"] = number.struct.layout()
+        if ioctl.since is not None:
+            results["since"] = ioctl.since
+        return results
     declared = ioctl.arg(arg)
     if declared is None:
         known = ", ".join(a.name for a in ioctl.args) or "none"
@@ -565,61 +453,20 @@ def _help(table: Mapping[str, Ioctl], verb: str, arg: str) -> dict[str, Any]:
 # -- building the table ----------------------------------------------------------------
 
 
-def _check_default(arg: Arg) -> None:
-    """A default must have the handler's type; it may lie outside what a user can type
-    (``engine=-1``: derive it), so that a handler can tell "left out" apart."""
-    default = _default(arg)
-    if arg.kind == "str":
-        if not isinstance(default, str):
-            raise TypeError("not a str")
-        return
-    for value in default if arg.kind == "list" else [default]:
-        if not isinstance(value, int):
-            raise TypeError(f"{value!r} is not an int")
-
-
-def _check_declaration(ioctl: Ioctl) -> None:
-    if not re.fullmatch(r"[A-Z][A-Z0-9_]*", ioctl.name):
-        raise ValueError(f"ioctl name {ioctl.name!r} is not an upper-case name")
-    if ioctl.name == HELP.name:
-        raise ValueError("HELP is answered by the protocol itself")
-    seen: set[str] = set()
-    for arg in ioctl.args:
-        if not _KEY.fullmatch(arg.name) or arg.name in seen:
-            raise ValueError(f"{ioctl.name}: argument {arg.name!r} is not a unique lower-case name")
-        seen.add(arg.name)
-        if arg.kind in ("flags", "enum"):
-            upper = [n.upper() for n in arg.names]
-            if not arg.names or len(set(upper)) != len(upper) or not all(map(_NAME.fullmatch, arg.names)):
-                raise ValueError(f"{ioctl.name}.{arg.name}: {arg.kind} needs unique names")
-            if not all(isinstance(v, int) and 0 <= v <= U32_MAX for v in arg.names.values()):
-                raise ValueError(f"{ioctl.name}.{arg.name}: {arg.kind} values must be u32")
-        if not arg.required:
-            try:
-                _check_default(arg)
-            except (VdrmError, TypeError, ValueError) as e:
-                raise ValueError(f"{ioctl.name}.{arg.name}: bad default {arg.default!r}: {e}") from None
-    for key in ioctl.hex_results:
-        if not _KEY.fullmatch(key):
-            raise ValueError(f"{ioctl.name}: hex result {key!r} is not a lower-case name")
-
-
-def build_table(*ioctl_groups: Iterable[Ioctl]) -> dict[str, Ioctl]:
+def build_table(*ioctl_groups: Iterable[Ioctl]) -> IoctlTable:
     """Merge groups of ioctls (core, driver, vdrm's own) into one ``name -> Ioctl`` table.
 
-    Raises ValueError for a declaration the protocol could not serve: a name declared
-    twice or named HELP, argument names that are not unique lower-case names, flags or
-    enums without unique names and u32 values, a default of the wrong type or that does
-    not parse.
+    The engine's :func:`vdrm.drm.ioctl.build_table` checks every declaration (duplicate
+    names or numbers, defaults of the wrong kind, struct fields without arguments ...);
+    the protocol adds one rule: no ioctl may be named HELP, which it answers itself.
+    Raises ValueError naming the declaration.
     """
-    table: dict[str, Ioctl] = {}
-    for group in ioctl_groups:
+    groups = [tuple(g) for g in ioctl_groups]
+    for group in groups:
         for ioctl in group:
-            _check_declaration(ioctl)
-            if ioctl.name in table:
-                raise ValueError(f"ioctl {ioctl.name} declared twice")
-            table[ioctl.name] = ioctl
-    return table
+            if ioctl.name == HELP.name:
+                raise ValueError("HELP is answered by the protocol itself")
+    return _build_engine_table(*groups)
 
 
 # -- per-client state ------------------------------------------------------------------

@@ -7,8 +7,8 @@ no other module spells a path. Placeholders in a path:
 ``{node}``, ``{minor}``, ``{kind}``
     expanded when the tree is built, once per DRM node (``card0``/0/``card``,
     ``renderD128``/128/``render``);
-``{pdev}``
-    the platform device's name (``fde60000.gpu``);
+``{pdev}``, ``{driver}``
+    the platform device's name (``fde60000.gpu``) and its driver's (``panfrost``);
 ``{pid}``, ``{fd}``, ``{tid}``
     real processes holding vdrm fds (every real process with ``all_pids``), those fds, and
     a process's threads (:mod:`vdrm.fs.procfs`), looked up live;
@@ -22,10 +22,13 @@ Node kinds and what an open of each gives (:class:`OpenFile`):
             sysfs); ``LINK`` symlinks; ``ATTR`` a sysfs attribute (read: text rendered at
             open; each write: one store); ``LOG`` the kernel log, whose ``st_size`` is the
             bytes logged so far so ``tail -f`` follows it; ``NODE`` a DRM device node: each
-            open is a new DRM client speaking :mod:`vdrm.fs.protocol`; ``CHAR`` the same node
-            as a character device 226:<minor> (``dev/dri-nodes/``), for ``stat`` only: a
-            runner binds that directory at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve
-            to what /proc-walking tools expect; opening it fails, as on any ``nodev`` mount.
+            open is a new DRM client speaking :mod:`vdrm.fs.protocol` (the namespace runner
+            binds ``dev/dri`` at ``/dev/dri``, and its process bridge, :mod:`vdrm.bridge`,
+            makes these nodes character devices to ``stat`` and answers their ioctls);
+            ``CHAR`` the same node as a character device 226:<minor> (``dev/dri-nodes/``),
+            for ``stat`` only: where the bridge cannot run, the runner binds that directory
+            at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve to what /proc-walking
+            tools expect; opening it fails, as on any ``nodev`` mount.
 
 Rows marked ``all_pids`` exist only in a tree built with ``all_pids=True`` (the namespace
 runner, :mod:`vdrm.fs.runner`): every real process then has a ``proc/<pid>/``, with its
@@ -72,6 +75,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 from vdrm.drm.ioctl import Arg
 from vdrm.errors import AccessDenied, InvalidArgument, NoEntry, VdrmError, WouldBlock
 from vdrm.fs import protocol
+from vdrm.fs.cache import CACHE_TIMEOUT, KernelCache
 from vdrm.fs.permissions import NodeAccess, may_trace
 
 if TYPE_CHECKING:
@@ -96,13 +100,6 @@ DYNAMIC_TIMEOUT = 1.0
 
 # The DRM nodes: name, minor, by-path suffix.
 NODES = (("card0", 0, "card"), ("renderD128", 128, "render"))
-
-# The emulated board's device-tree node for the GPU (an RK3568's Mali-G52), as the
-# platform device's uevent shows it.
-_PDEV_UEVENT = ("DRIVER=panfrost\nOF_NAME=gpu\nOF_FULLNAME=/gpu@{address}\n"
-                "OF_COMPATIBLE_0=rockchip,rk3568-mali\nOF_COMPATIBLE_1=arm,mali-bifrost\n"
-                "OF_COMPATIBLE_N=2\nMODALIAS=of:NgpuT(null)Crockchip,rk3568-maliCarm,mali-bifrost\n")
-
 
 class Kind(enum.Enum):
     """What a path is, which decides its file type and what an open of it gives."""
@@ -149,8 +146,8 @@ class BadDescriptor(VdrmError):
 # -- content renderers: (tree, args) -> str | bytes ------------------------------------
 
 
-def _fdinfo(tree: "Tree", a: dict) -> str:
-    ref = tree.procfs.fd(a["pid"], a["fd"])
+def _fdinfo(tree: "Tree", a: dict, ref: "FdRef | None" = None) -> str:
+    ref = ref or tree.procfs.fd(a["pid"], a["fd"])
     file = (ref.file or tree.client(ref.ino)) if ref else None
     if file is None:
         raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
@@ -255,15 +252,21 @@ def _clock_store(tree: "Tree", a: dict, text: str) -> None:
 
 
 def _pdev_uevent(tree: "Tree", a: dict) -> str:
-    return _PDEV_UEVENT.format(address=a["pdev"].split(".")[0])
+    from vdrm.panfrost.device import platform_uevent  # identity data: the driver's, not fs's
+
+    return platform_uevent()
 
 
 def _profiling_show(tree: "Tree", a: dict) -> str:
-    return "1\n" if tree.device.profiling else "0\n"
+    return f"{int(tree.device.profiling)}\n"  # sysfs: a bool; debugfs: the atomic_t as set
 
 
 def _profiling_store(tree: "Tree", a: dict, text: str) -> None:
     tree.device.write_profiling(text)
+
+
+def _profile_store(tree: "Tree", a: dict, text: str) -> None:
+    tree.device.write_profile(text)
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,7 @@ class Row:
     size: int = 0
     all_pids: bool = False  # only in a tree built with all_pids (the namespace runner)
     by_caller: bool = False  # LINK whose target depends on who asks; st_size 0 as in procfs
+    feature: str | None = None  # only where the emulated release has it (driver.has)
 
 
 D, T, L, A, G, N, C = Kind.DIR, Kind.TEXT, Kind.LINK, Kind.ATTR, Kind.LOG, Kind.NODE, Kind.CHAR
@@ -323,7 +327,7 @@ TABLE: tuple[Row, ...] = (
     Row("dev/dri/{node}", N, 0o666),
     Row("dev/dri/by-path", D, 0o755),
     Row("dev/dri/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
-    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri
+    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri where the bridge cannot run
     Row("dev/dri-nodes/{node}", C, 0o666),
     Row("dev/dri-nodes/by-path", D, 0o755),
     Row("dev/dri-nodes/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
@@ -348,7 +352,11 @@ TABLE: tuple[Row, ...] = (
     Row("sys/devices/platform", D, 0o755),
     Row(_DEV, D, 0o755),
     Row(_DEV + "/uevent", T, 0o444, _pdev_uevent, SYSFS_ATTR_SIZE),
-    Row(_DEV + "/profiling", A, 0o644, (_profiling_show, _profiling_store), SYSFS_ATTR_SIZE),
+    # the profiling switch: sysfs from 6.10, a debugfs atomic_t (mode 0600) in 6.7-6.9
+    Row(_DEV + "/profiling", A, 0o644, (_profiling_show, _profiling_store), SYSFS_ATTR_SIZE,
+        feature="profiling-sysfs"),
+    Row(_DEV + "/subsystem", L, 0o777, "../../../bus/platform"),  # libdrm: the bus type
+    Row(_DEV + "/driver", L, 0o777, "../../../bus/platform/drivers/{driver}"),
     Row(_DEV + "/drm", D, 0o755),
     Row(_DEV + "/drm/{node}", D, 0o755),
     Row(_DEV + "/drm/{node}/dev", T, 0o444, "226:{minor}\n", SYSFS_ATTR_SIZE),
@@ -356,11 +364,20 @@ TABLE: tuple[Row, ...] = (
         "MAJOR=226\nMINOR={minor}\nDEVNAME=dri/{node}\nDEVTYPE=drm_minor\n", SYSFS_ATTR_SIZE),
     Row(_DEV + "/drm/{node}/device", L, 0o777, "../../../{pdev}"),
     Row(_DEV + "/drm/{node}/subsystem", L, 0o777, "../../../../../class/drm"),
+    Row("sys/bus", D, 0o755),
+    Row("sys/bus/platform", D, 0o755),
+    Row("sys/bus/platform/devices", D, 0o755),
+    Row("sys/bus/platform/devices/{pdev}", L, 0o777, "../../../devices/platform/{pdev}"),
+    Row("sys/bus/platform/drivers", D, 0o755),
+    Row("sys/bus/platform/drivers/{driver}", D, 0o755),
+    Row("sys/bus/platform/drivers/{driver}/{pdev}", L, 0o777, "../../../../devices/platform/{pdev}"),
     Row("sys/kernel", D, 0o755),
     Row("sys/kernel/debug", D, 0o700),
     Row("sys/kernel/debug/dri", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}/{debugfs}", T, 0o444, _debugfs),
+    Row("sys/kernel/debug/dri/{minor}/profile", A, 0o600, (_profiling_show, _profile_store),
+        feature="debugfs-profile"),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clock", A, 0o644, (_clock_show, _clock_store)),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients/{client}", D, 0o755),
@@ -399,16 +416,19 @@ class _Pattern:
         return self.row.kind
 
 
-def _expand(pdev: str, all_pids: bool = False) -> list[_Pattern]:
+def _expand(pdev: str, all_pids: bool = False, has: Callable[[str], bool] = lambda feature: True,
+            driver: str = "panfrost") -> list[_Pattern]:
     patterns = []
     for row in TABLE:
         if row.all_pids and not all_pids:
+            continue
+        if row.feature is not None and not has(row.feature):
             continue
         variants: Iterable[dict[str, Any]] = [{}]
         if any(key in row.path for key in _NODE_KEYS):
             variants = [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
         for variant in variants:
-            args = {"pdev": pdev, **variant}
+            args = {"pdev": pdev, "driver": driver, **variant}
             path = row.path
             for key, value in args.items():
                 path = path.replace("{" + key + "}", str(value))
@@ -486,6 +506,7 @@ class OpenFile:
     """One open of a tree file; ``read``/``write`` get the offset the kernel passes."""
 
     direct_io = True
+    keep_cache = False
 
     def read(self, offset: int, size: int) -> bytes:
         raise BadDescriptor("not open for reading")
@@ -508,6 +529,21 @@ class Snapshot(OpenFile):
 
     def read(self, offset: int, size: int) -> bytes:
         return self.data[offset:offset + size]
+
+
+class CachedText(OpenFile):
+    """A generated file served through the kernel's page cache (:mod:`vdrm.fs.cache`):
+    every read serves the text whose size the kernel was given."""
+
+    direct_io = False
+
+    def __init__(self, cache: KernelCache, ino: int, keep_cache: bool):
+        self._cache = cache
+        self._ino = ino
+        self.keep_cache = keep_cache
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self._cache.page_text(self._ino)[offset:offset + size]
 
 
 class Attribute(Snapshot):
@@ -563,6 +599,8 @@ class DrmOpen(OpenFile):
     def answer(self) -> int | None:
         """Answer the pending requests in order; the clock time (ns) to wait for, or None."""
         table = self.tree.device.ioctls
+        if self._pending and not self.released:
+            self.tree.update_owner(self)
         try:
             while self._pending and not self.released:
                 line = self._pending[0]
@@ -637,11 +675,12 @@ class Tree:
         self.static_timeout = static_timeout
         self.all_pids = all_pids
         self.mtime_ns = time.time_ns()
-        self._patterns = _expand(device.platform_device, all_pids)
+        self._patterns = _expand(device.platform_device, all_pids, device.driver.has, device.driver_name)
         self._inodes: dict[int, Inode] = {}
         self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
         self._next_ino = itertools.count(len(self._patterns) + 1)
         self._opens: dict[int, list[DrmOpen]] = {}  # DRM node inode -> its live opens
+        self.cache = KernelCache()  # what the kernel may cache of proc/ (vdrm.fs.cache)
         by_path: dict[str, _Pattern] = {}
         for ino, pattern in enumerate(self._patterns, start=ROOT_INO):
             by_path[pattern.path] = pattern
@@ -682,11 +721,36 @@ class Tree:
             inode = self._child(parent, name)
         try:
             st = self.stat(inode)
+            self._handed_out(inode)
         except BaseException:
             self.drop_unreferenced([inode])
             raise
         inode.nlookup += 1
         return st
+
+    def _handed_out(self, inode: Inode, ref: "FdRef | None" = None) -> None:
+        """A cached name reached the kernel: record which open files it refers to, so that
+        a close of any of their fds invalidates it (:mod:`vdrm.fs.cache`)."""
+        var = inode.pattern.var
+        a = inode.args
+        if var == "fd":
+            ref = ref or self.procfs.fd(a["pid"], a["fd"])
+            if ref is not None and ref.file is None:
+                self.cache.entry_handed_out(ref.ino, a["pid"], a["fd"])
+        elif var == "pid" and not self.all_pids:
+            for held in self.procfs.fds(a["pid"]).values():
+                if held.file is None:
+                    self.cache.entry_handed_out(held.ino, a["pid"], None)
+
+    def _exact_name(self, inode: Inode) -> bool:
+        """Whether the kernel may cache this name: one that only a close (FLUSH) or a
+        scenario event removes, and vdrm then invalidates."""
+        var = inode.pattern.var
+        if var == "fd":
+            return True
+        if self.all_pids or "tid" in inode.args:  # every process listed: exits send nothing
+            return False
+        return var == "pid" or (var is None and "pid" in inode.args)
 
     def _child(self, parent: Inode, name: str, *, listed: bool = False) -> Inode:
         """The inode of ``name`` in ``parent``; ``listed``: it was just enumerated (exists)."""
@@ -768,6 +832,7 @@ class Tree:
 
     def _drop(self, inode: Inode) -> None:
         self._inodes.pop(inode.ino, None)
+        self.cache.forget(inode.ino)
         if self._by_path.get(inode.path) is inode:
             del self._by_path[inode.path]
 
@@ -806,8 +871,17 @@ class Tree:
                 mode, gid = self.access.of(a["node"])
             if kind is Kind.LOG:
                 size, mtime_ns = self.device.log.size, time.time_ns()
+        if row.content is _fdinfo:  # the exact size: reads may come from the page cache
+            text, cacheable = self._fdinfo_text(inode, ref)
+            size = len(text)
+            self.cache.told(inode.ino, text, cacheable)
+            return Stat(inode.ino, fmt | mode, nlink, uid, gid, size, rdev, mtime_ns, CACHE_TIMEOUT,
+                        CACHE_TIMEOUT if cacheable else 0.0)
         if kind is Kind.LOG:  # st_size grows: never cache attributes
             entry_timeout, attr_timeout = self.static_timeout, 0.0
+        elif self._exact_name(inode):  # invalidated exactly, see vdrm.fs.cache
+            entry_timeout = CACHE_TIMEOUT
+            attr_timeout = CACHE_TIMEOUT if "fd" in a else DYNAMIC_TIMEOUT  # an fd's link mode is its open's
         elif inode.static:
             entry_timeout = attr_timeout = self.static_timeout
         elif kind is Kind.NODE or inode.pattern.var:  # names that come and go, or one inode per open
@@ -885,6 +959,7 @@ class Tree:
                 child = self._child(inode, name, listed=True)
                 try:
                     entries.append(DirEntry(name, child, self.stat(child, ref), True))
+                    self._handed_out(child, ref)
                 except NoEntry:  # gone since it was listed
                     self.drop_unreferenced([child])
         return entries
@@ -920,17 +995,83 @@ class Tree:
             return self._open_node(inode, caller)
         if kind is Kind.LOG:
             return LogReader(self.device)
-        if "fd" in inode.args:  # procfs: fdinfo only for the process's owner (or root)
+        if "fd" in inode.args and caller.uid != 0:  # procfs: fdinfo only for the process's owner (or root)
             uid, _ = self.procfs.owner(inode.args["pid"])
             if not may_trace(caller.uid, uid):
                 raise AccessDenied(f"fdinfo of pid {inode.args['pid']} belongs to uid {uid}")
         content = inode.pattern.row.content
+        if content is _fdinfo:
+            a = inode.args
+            ref = getattr(self.procfs, "header", self.procfs.fd)(a["pid"], a["fd"])
+            if ref is None:
+                raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
+            text, cacheable = self._fdinfo_text(inode, ref)
+            how = self.cache.opened(inode.ino, text, cacheable)
+            return Snapshot(text) if how.direct_io else CachedText(self.cache, inode.ino, how.keep_cache)
         if kind is Kind.ATTR:
             show, store = content
             return Attribute(_encode(show(self, inode.args)), lambda text: store(self, inode.args, text))
         if callable(content):
             return Snapshot(_encode(content(self, inode.args)))
         return Snapshot(_encode(content.format(**inode.args)))
+
+    def _fdinfo_text(self, inode: Inode, ref: "FdRef | None" = None) -> tuple[bytes, bool]:
+        """An fdinfo file's text (rendered once per state of the device and of the fd) and
+        whether it stays put until an event vdrm sees."""
+        a = inode.args
+        ref = ref or self.procfs.fd(a["pid"], a["fd"])
+        if ref is None:
+            raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
+        key = (self.cache.generation, ref.ino, ref.flags, ref.mnt_id, 0 if ref.file is None else ref.pos,
+               id(ref.file))
+        text = self.cache.rendered(inode.ino, key, lambda: _encode(_fdinfo(self, a, ref)))
+        return text, self._frozen()
+
+    def _frozen(self) -> bool:
+        """Whether the device's state moves only through events vdrm sees (requests, stores,
+        clock steps): always on the virtual clock; on the real one, while no job is queued
+        or running and no timed event is pending."""
+        clock = self.device.clock
+        if getattr(clock, "virtual", False):
+            return True
+        driver = getattr(self.device, "driver", None)
+        sched = getattr(driver, "sched", None)
+        if sched is None:
+            return False
+        self.device.update()
+        return not any(sched.running) and not any(sched.queues) and not driver.timeline.pending()
+
+    # -- what changes the kernel's cache (vdrm.fs.cache) --------------------------------
+
+    def changed(self) -> None:
+        """An event that may change any fdinfo text happened (a request, a release, a store,
+        a clock step); scenario fds it closed lose their names."""
+        self.cache.changed()
+        take_closed = getattr(self.procfs, "take_closed", None)
+        if take_closed is not None:
+            closed = take_closed()
+            if closed:
+                self.cache.names_gone([(pid, fd) for pid, fd in closed] + sorted({(pid, None) for pid, _ in closed}))
+
+    def flushed(self, handle: "DrmOpen") -> None:
+        """FLUSH of an open DRM node: one of its fds was closed (the fd is already gone)."""
+        self.cache.flushed(handle.ino)
+
+    def invalidations(self) -> tuple[list[int], list[tuple[int, bytes]]]:
+        """What to tell the kernel to forget now: inodes, and (directory inode, name) pairs."""
+        inodes, names = self.cache.take()
+        out: list[tuple[int, bytes]] = []
+        proc = self._by_path.get("proc")
+        for pid, fd in names:
+            if fd is None:
+                if proc is not None:
+                    out.append((proc.ino, str(pid).encode()))
+                continue
+            for directory in ("fd", "fdinfo"):
+                parent = self._by_path.get(f"proc/{pid}/{directory}")
+                if parent is not None:
+                    out.append((parent.ino, str(fd).encode()))
+        return inodes, out
 
     def _open_node(self, inode: Inode, caller: Caller) -> DrmOpen:
         pid = self.procfs.tgid(caller.tid)
@@ -953,11 +1094,36 @@ class Tree:
         self.procfs.invalidate()
         handle.wake()
         self.device.release(handle.file)
+        self.cache.flushed(handle.ino)
+        self.changed()
+
+    def update_owner(self, handle: DrmOpen) -> None:
+        """Before requests run: who makes them, for ``drm_file_update_pid`` (6.4+).
+
+        FUSE does not say who wrote a request (pyfuse3's ``write`` has no context), so
+        the caller is found from the fd holders, the way procfs is: while the owner still
+        holds an fd on this open it is taken to be the caller (the kernel's "single
+        handover followed by exclusive repeated use"); once it holds none (it exited or
+        closed, e.g. a parent that passed the fd to a child), the lowest pid that holds
+        one becomes the owner. Costs one fd probe of the owner per batch of requests.
+        """
+        file = handle.file
+        if file.was_master or (file.pid and self.procfs.holds(file.pid, handle.ino)):
+            return
+        holders = self.procfs.holders(handle.ino)
+        if holders:
+            file.update_pid(holders[0], self.procfs.comm(holders[0]))
 
     def client(self, ino: int) -> "DrmFile | None":
         """The DRM client opened on node inode ``ino`` (the first, if reopened via /proc)."""
         opens = self._opens.get(ino)
         return opens[0].file if opens else None
+
+    def node_minor(self, ino: int) -> int | None:
+        """The minor of the DRM node inode ``ino`` names (opened or only looked up), or
+        None if ``ino`` is something else (the process bridge's stat answers)."""
+        inode = self._inodes.get(ino)
+        return inode.args["minor"] if inode is not None and inode.kind is Kind.NODE else None
 
     def known_inodes(self) -> int:
         """How many inodes the tree holds (static ones included): for leak checks."""

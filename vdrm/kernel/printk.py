@@ -52,6 +52,7 @@ class KernelLog:
         self._records: deque[tuple[int, LogRecord, bytes]] = deque()  # (start offset, record, rendered)
         self._start = 0  # byte offset of the oldest kept record
         self.size = 0  # bytes ever rendered
+        self.tainted_warn = False  # TAINT_WARN: a WARN has fired (later blocks say "Tainted: G W")
 
     def printk(self, level: int, text: str) -> LogRecord | None:
         """Log ``text`` at ``level``; debug records are dropped unless the level allows."""

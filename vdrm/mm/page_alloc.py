@@ -44,7 +44,8 @@ import sys
 from array import array
 from collections import deque
 from dataclasses import dataclass
-from itertools import compress, repeat
+from itertools import accumulate, compress, count, repeat
+from operator import add
 from typing import Callable, Iterable
 
 from vdrm.errors import InvalidArgument, KernelBug, OutOfMemory
@@ -162,6 +163,23 @@ def kvmalloc_size(size: int) -> int:
     return kmalloc_size(size)
 
 
+_NO_RUNS = array("q")
+
+
+def _runs(taken: bytes, first_pfn: int) -> tuple[array, list[int]]:
+    """The runs of 1s in a window's taken-frames bytes (window byte i is pfn
+    ``first_pfn + i``): ``(first pfn of each run, npages of each run)``.
+
+    Splitting at the 0s gives one piece per run (empty pieces between adjacent 0s); piece
+    k starts at ``first_pfn + k + len(pieces before it)``: C-speed iterators, one step per
+    piece, none per frame.
+    """
+    pieces = list(map(len, taken.split(b"\x00")))
+    firsts = array("q")
+    firsts.fromlist(list(compress(map(add, accumulate(pieces, initial=first_pfn), count()), pieces)))
+    return firsts, list(filter(None, pieces))
+
+
 class Gfp(enum.IntFlag):
     """Allocation context: whether the allocator may reclaim (shrinkers) and how deep it may dig."""
 
@@ -269,6 +287,18 @@ class PageAllocator:
         Raises OutOfMemory when RAM (or, for NOWAIT, RAM above the low watermark) cannot
         supply them after the shrinkers (KERNEL only) had their say.
         """
+        return self._alloc(npages, gfp, False)[0]
+
+    def alloc_runs(self, npages: int, gfp: Gfp = Gfp.KERNEL) -> tuple[array, array, list[int]]:
+        """:meth:`alloc_pages` that also says how the frames lie: ``(pfns, first pfn of each
+        physically contiguous run, npages of each run)``, in allocation order.
+
+        The runs come from the free-frame map the allocation was picked from (C-speed byte
+        splits), so a caller building an sg table needs no run detection over the pfns.
+        """
+        return self._alloc(npages, gfp, True)
+
+    def _alloc(self, npages: int, gfp: Gfp, runs: bool) -> tuple[array, array, list[int]]:
         if not isinstance(npages, int) or npages < 1:
             raise InvalidArgument(f"cannot allocate {npages!r} pages")
         if gfp & Gfp.NOWAIT:
@@ -291,12 +321,13 @@ class PageAllocator:
                     f"out of memory: {npages} pages wanted, {self._free} of {self._total_pages} free "
                     f"after {len(self._shrinkers)} shrinker(s) reported {freed} pages freed"
                 )
-        pfns = self._take(npages)
+        taken = self._take(npages, runs)
         self._allocations += 1
-        return pfns
+        return taken
 
-    def _take(self, npages: int) -> array:
-        """Pick ``npages`` free frames (there are at least that many) and mark them allocated."""
+    def _take(self, npages: int, runs: bool = False) -> tuple[array, array, list[int]]:
+        """Pick ``npages`` free frames (there are at least that many) and mark them allocated;
+        with ``runs``, also the runs they form (else two empty values)."""
         mem = self._mem_map
         total = self._total_pages
         start = self._lowest_free
@@ -304,6 +335,7 @@ class PageAllocator:
             # a fresh stretch at the lowest free frame: one contiguous run
             mem[start:start + npages] = b"\x01" * npages
             taken = pfn_range(start, npages)
+            firsts, lengths = (array("q", [start]), [npages]) if runs else (_NO_RUNS, [])
         else:
             window = 2 * npages + 64
             while True:
@@ -321,17 +353,19 @@ class PageAllocator:
             taken = array("q")
             taken.fromlist(list(compress(range(start, end), takeable)))
             del taken[npages:]
+            cut = taken[-1] + 1 - start
             if taken[-1] - taken[0] == npages - 1:  # ascending and distinct: one run
                 mem[taken[0]:taken[0] + npages] = b"\x01" * npages
+                firsts, lengths = (array("q", [taken[0]]), [npages]) if runs else (_NO_RUNS, [])
             else:
-                cut = taken[-1] + 1 - start
                 marked = int.from_bytes(old[:cut], "little") | int.from_bytes(takeable[:cut], "little")
                 mem[start:start + cut] = marked.to_bytes(cut, "little")
+                firsts, lengths = _runs(takeable[:cut], start) if runs else (_NO_RUNS, [])
         self._free -= npages
         if taken[0] == start:
             lowest = mem.find(0, start)
             self._lowest_free = total if lowest < 0 else lowest
-        return taken
+        return taken, firsts, lengths
 
     def _thin(self, free: bytes) -> bytes:
         """Frames of a window to take (1), from its free frames (1), leaving some behind.

@@ -29,6 +29,13 @@ chain a new chunk after a short chunk (an earlier ``left_pages`` promised fewer 
 followed); re-passing the page in which the previous entry ends mid-page. Appends absorb
 as many contiguous pages into ``prv`` as ``max_segment`` allows (mainline), not RFC v2's
 single page. ``CONFIG_ARCH_NO_SG_CHAIN`` is not modelled.
+
+Where the kernel WARNs before refusing (``WARN_ON(max_segment < PAGE_SIZE)`` after the
+round-down, ``WARN_ON(offset)`` on a call that continues a table), vdrm refuses the same
+way and, given a kernel ``log``, writes the WARNING block there too
+(:func:`vdrm.kernel.bug.warn`). The kernel tests in this order: ``max_segment``, then the
+offset of a continuing call, before it looks at the pages, so a continuing call with
+``n_pages == 0`` and ``offset != 0`` WARNs (it is not one of vdrm's silent refusals).
 """
 
 from __future__ import annotations
@@ -41,10 +48,19 @@ from itertools import accumulate, compress
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from vdrm.errors import InvalidArgument, KernelBug
+from vdrm.kernel.bug import Frame, Task, WarnSite, warn
 from vdrm.mm.page_alloc import PAGE_SHIFT, PAGE_SIZE, any_negative, is_contiguous, kmalloc_size, pfn_range
 
 if TYPE_CHECKING:
+    from vdrm.kernel.printk import KernelLog
     from vdrm.mm.xarray import XArray
+
+# The two WARN_ONs of sg_alloc_append_table_from_pages (lines and offsets are vdrm's, see
+# vdrm.kernel.bug); the task is the caller's, pid 1 unless one is given.
+_APPEND = Frame("sg_alloc_append_table_from_pages", 0x3a4, 0x4c0)
+WARN_MAX_SEGMENT = WarnSite("lib/scatterlist.c", 461, (_APPEND, Frame("sg_alloc_table_from_pages_segment", 0x48, 0x9c)))
+WARN_OFFSET = WarnSite("lib/scatterlist.c", 472, (_APPEND,))
+DEFAULT_TASK = Task(pid=1, comm="init")
 
 SG_CHAIN = 0x01
 SG_END = 0x02
@@ -59,6 +75,7 @@ SG_TABLE_BYTES = 16  # sizeof(struct sg_table)
 
 _LITTLE = sys.byteorder == "little"
 _NONZERO = bytes([0] + [1] * 255)
+_LOW_NIBBLE = bytes(value & 0x0F for value in range(256))  # bits 8..11 of a little-endian u32
 _ONE_LANE = (1).to_bytes(8, sys.byteorder)
 _lane_ones_cache: dict[int, int] = {}
 
@@ -187,6 +204,18 @@ class SgTable:
         if count and self._first_offset:
             addrs[0] += self._first_offset
         return list(zip(addrs, self._lengths[:count]))
+
+    def dma_npages(self) -> int:
+        """The first ``nents`` DMA segments' lengths, each rounded up to whole pages, summed
+        (0 if unmapped): the 4 KiB PTEs they need, without one object per segment."""
+        count = self.nents
+        if not self.dma_mapped or count == 0:
+            return 0
+        lengths = self._lengths if count == len(self._lengths) else self._lengths[:count]
+        raw = lengths.tobytes()
+        if _LITTLE and raw[0::4].count(0) == count and raw[1::4].translate(_LOW_NIBBLE).count(0) == count:
+            return sum(lengths) >> PAGE_SHIFT  # every length is whole pages
+        return sum((length + PAGE_SIZE - 1) >> PAGE_SHIFT for length in lengths)
 
     def pfn_runs(self) -> list[tuple[int, int]]:
         """``(first pfn, npages)`` per entry, npages covering ``[offset, offset + length)``."""
@@ -465,6 +494,9 @@ def sg_alloc_append_table_from_pages(
     left_pages: int,
     *,
     max_single_alloc: int = SG_MAX_SINGLE_ALLOC,
+    log: "KernelLog | None" = None,
+    task: Task = DEFAULT_TASK,
+    runs: tuple[array, list[int]] | None = None,
 ) -> None:
     """``sg_alloc_append_table_from_pages``: append ``pages`` to ``append``.
 
@@ -472,10 +504,23 @@ def sg_alloc_append_table_from_pages(
     are distributed over the new entries with unsigned wrap, runs are cut every
     ``max_segment`` (rounded down to PAGE_SIZE), and ``left_pages`` reserves slots for the
     pages later calls will append. Pages contiguous with the previous entry are absorbed
-    into it while ``max_segment`` allows. Refusals: see the module docstring.
+    into it while ``max_segment`` allows. Refusals: see the module docstring; the two the
+    kernel WARNs on also log the WARNING block to ``log`` (if given) as ``task``.
+
+    ``runs`` (vdrm): the maximal runs of ``pages`` as ``(first pfns, npages)``, when the
+    caller already has them (:meth:`PageAllocator.alloc_runs`); run detection is skipped.
     """
     sgt = append.sgt
-    max_pages = segment_npages(max_segment)
+    try:
+        max_pages = segment_npages(max_segment)
+    except InvalidArgument:
+        if log is not None and isinstance(max_segment, int) and 0 <= max_segment <= UINT_MAX:
+            warn(log, WARN_MAX_SEGMENT, task)
+        raise
+    if sgt.orig_nents and isinstance(offset, int) and offset:
+        if log is not None:
+            warn(log, WARN_OFFSET, task)
+        raise InvalidArgument(f"offset {offset!r} when continuing a table: the kernel WARNs and returns -EINVAL")
     if max_single_alloc != sgt.max_single_alloc:
         raise InvalidArgument(
             f"max_single_alloc {max_single_alloc} differs from the table's {sgt.max_single_alloc}"
@@ -499,8 +544,6 @@ def sg_alloc_append_table_from_pages(
     absorbed = 0
     nentries_before = sgt.orig_nents
     if nentries_before:
-        if offset:
-            raise InvalidArgument(f"offset {offset} when continuing a table: the kernel WARNs and returns -EINVAL")
         prv_offset = sgt._first_offset if nentries_before == 1 else 0
         prv_length = sgt._lengths[-1]
         prv_end = prv_offset + prv_length
@@ -524,10 +567,14 @@ def sg_alloc_append_table_from_pages(
     nnew = count - absorbed
     if nnew:
         if contiguous:  # so is what is left after absorption
-            runs = array("q", [rest[0]]), [nnew], nnew
+            found = array("q", [rest[0]]), [nnew], nnew
+        elif runs is not None and not absorbed:
+            if sum(runs[1]) != count or len(runs[0]) != len(runs[1]):
+                raise KernelBug(f"runs of {sum(runs[1])} pages passed with {count} pages")
+            found = runs[0], runs[1], max(runs[1])
         else:
-            runs = _page_runs(rest)
-        firsts, npages = _segments(*runs, max_pages)
+            found = _page_runs(rest)
+        firsts, npages = _segments(*found, max_pages)
         nentries = len(firsts)
         if nentries_before:
             chunks = sgt._chunks
@@ -577,10 +624,14 @@ def sg_alloc_table_from_pages_segment(
     max_segment: int,
     *,
     max_single_alloc: int = SG_MAX_SINGLE_ALLOC,
+    log: "KernelLog | None" = None,
+    runs: tuple[array, list[int]] | None = None,
 ) -> SgTable:
-    """``sg_alloc_table_from_pages_segment``: a one-shot table (append with ``left_pages = 0``)."""
+    """``sg_alloc_table_from_pages_segment``: a one-shot table (append with ``left_pages = 0``);
+    ``runs`` as for :func:`sg_alloc_append_table_from_pages`."""
     append = SgAppendTable(max_single_alloc)
-    sg_alloc_append_table_from_pages(append, pages, offset, size, max_segment, 0, max_single_alloc=max_single_alloc)
+    sg_alloc_append_table_from_pages(append, pages, offset, size, max_segment, 0, max_single_alloc=max_single_alloc,
+                                     log=log, runs=runs)
     if append.total_nents != append.sgt.orig_nents:
         raise KernelBug(f"one-shot table has {append.total_nents} slots for {append.sgt.orig_nents} entries")
     return append.sgt

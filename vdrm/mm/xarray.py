@@ -4,8 +4,11 @@ Models ``struct xarray`` as the sparse shmem code uses it: the page store of a s
 object (index = page index in the object, value = pfn) and the per-range sg-table store.
 
 Layout: leaf nodes of 64 slots (``XA_CHUNK_SIZE``), keyed by ``index >> 6`` in a dict.
-``XArray('q')`` keeps non-negative ints in ``array('q')`` nodes with -1 for a hole (8 bytes
-per slot); ``XArray()`` keeps arbitrary objects in list nodes with ``None`` for a hole.
+``XArray('q')`` keeps non-negative ints in typed array nodes with -1 for a hole:
+``array('i')`` (4 bytes per slot) while every value stored is below 2**31 (a pfn of the
+first 8 TiB of RAM), ``array('q')`` (8 bytes) from the first larger value on, when every
+node is widened; ranges still come and go as ``array('q')``. ``XArray()`` keeps arbitrary
+objects in list nodes with ``None`` for a hole.
 
 Invariants:
 
@@ -26,8 +29,12 @@ from __future__ import annotations
 from array import array
 from typing import Any, Iterable, Iterator, Sequence
 
+import sys
+
 from vdrm.errors import InvalidArgument
 from vdrm.mm.page_alloc import any_negative
+
+_LITTLE = sys.byteorder == "little"
 
 XA_CHUNK_SHIFT = 6
 XA_CHUNK_SIZE = 1 << XA_CHUNK_SHIFT
@@ -36,12 +43,42 @@ XA_NODE_BYTES = 576  # sizeof(struct xa_node) on 64-bit
 XA_MAX_INDEX = (1 << 64) - 1  # indices are unsigned long
 
 _HOLE_NODE = array("q", [-1]) * XA_CHUNK_SIZE
+_NARROW_HOLE_NODE = array("i", [-1]) * XA_CHUNK_SIZE
+NARROW_MAX = (1 << 31) - 1  # the largest value a narrow (array('i')) node holds
+
+
+def _narrow(values: array) -> array | None:
+    """A non-negative ``array('q')`` as ``array('i')`` (the low halves), or None if a value
+    is above NARROW_MAX; byte operations in C, no Python object per value."""
+    if not _LITTLE:  # pragma: no cover - every supported host is little-endian
+        return array("i", values) if not values or max(values) <= NARROW_MAX else None
+    halves = memoryview(values).cast("B").cast("i")
+    if halves[1::2].tobytes().count(0) != 4 * len(values):
+        return None
+    low = halves[::2].tobytes()
+    if low[3::4].translate(None, _BELOW_0X80):  # a sign bit: 2**31 or more
+        return None
+    out = array("i")
+    out.frombytes(low)
+    return out
+
+
+_BELOW_0X80 = bytes(range(128))
+
+
+def _wide(values: array) -> array:
+    """Any typed node or range as ``array('q')``."""
+    if values.typecode == "q":
+        return values
+    out = array("q")
+    out.fromlist(values.tolist())
+    return out
 
 
 class XArray:
     """Sparse ``index -> value`` map; ``typecode='q'`` stores non-negative ints compactly."""
 
-    __slots__ = ("_typed", "_nodes", "_count")
+    __slots__ = ("_typed", "_nodes", "_count", "_widened")
 
     def __init__(self, typecode: str | None = None):
         if typecode not in (None, "q"):
@@ -49,6 +86,13 @@ class XArray:
         self._typed = typecode == "q"
         self._nodes: dict[int, Any] = {}
         self._count = 0
+        self._widened = False  # typed nodes are array('q'), not array('i')
+
+    def _widen(self) -> None:
+        """A value above NARROW_MAX is coming: every node becomes ``array('q')``."""
+        self._widened = True
+        for key, node in self._nodes.items():
+            self._nodes[key] = _wide(node)
 
     @property
     def typecode(self) -> str | None:
@@ -74,6 +118,8 @@ class XArray:
         if self._typed:
             if not isinstance(value, int) or value < 0:
                 raise InvalidArgument(f"XArray('q') stores non-negative ints, not {value!r}")
+            if value > NARROW_MAX and not self._widened:
+                self._widen()
         key = index >> XA_CHUNK_SHIFT
         node = self._nodes.get(key)
         if node is None:
@@ -123,6 +169,12 @@ class XArray:
             values = array("q", values)
         if any_negative(values):
             raise InvalidArgument("XArray('q') stores non-negative ints; store_range got a negative value")
+        if not self._widened:
+            narrow = _narrow(values)
+            if narrow is None:
+                self._widen()
+            else:
+                values = narrow
         nodes = self._nodes
         pos = 0
         index = first
@@ -137,7 +189,7 @@ class XArray:
                 self._count += XA_CHUNK_SIZE if node is None else count_holes(node)
                 nodes[key] = values[pos:pos + XA_CHUNK_SIZE]
             elif node is None:
-                node = nodes[key] = _HOLE_NODE[:]
+                node = nodes[key] = self._new_node()
                 node[slot:slot + take] = values[pos:pos + take]
                 self._count += take
             else:
@@ -172,8 +224,8 @@ class XArray:
         if n < 0:
             raise InvalidArgument(f"load_range of {n} entries")
         if self._typed:
-            out: Any = array("q")
-            empty: Any = _HOLE_NODE
+            out: Any = array("q" if self._widened else "i")
+            empty: Any = _HOLE_NODE if self._widened else _NARROW_HOLE_NODE
         else:
             out = []
             empty = [None] * XA_CHUNK_SIZE
@@ -188,7 +240,7 @@ class XArray:
             node = get(index >> XA_CHUNK_SHIFT, empty)
             out += node if take == XA_CHUNK_SIZE else node[slot:slot + take]
             index += take
-        return out
+        return _wide(out) if self._typed else out
 
     def _node_keys(self, first: int, last: int | None) -> Iterator[int]:
         """Keys of existing nodes overlapping ``[first, last)``, ascending."""
@@ -225,7 +277,7 @@ class XArray:
         if self._typed:
             out: Any = array("q")
             for _, node, lo, hi in self._spans(first, last):
-                part = node[lo:hi]
+                part = _wide(node[lo:hi])
                 if count_holes(part):
                     part = array("q", (v for v in part if v >= 0))
                 out += part
@@ -282,19 +334,22 @@ class XArray:
         return nodes * XA_NODE_BYTES
 
     def _new_node(self) -> Any:
-        return _HOLE_NODE[:] if self._typed else [None] * XA_CHUNK_SIZE
+        if not self._typed:
+            return [None] * XA_CHUNK_SIZE
+        return _HOLE_NODE[:] if self._widened else _NARROW_HOLE_NODE[:]
 
 
-_HOLE_BYTES = _HOLE_NODE[:1].tobytes()
+_HOLE_BYTES = {"q": b"\xff" * 8, "i": b"\xff" * 4}
 
 
 def count_holes(values: array) -> int:
-    """Number of -1 entries in an ``array('q')`` whose other entries are non-negative.
+    """Number of -1 entries in an ``array('q')`` or ``array('i')`` whose other entries are
+    non-negative.
 
-    Counts the 8-byte pattern of -1 in C: a non-negative value's top byte is below 0x80,
-    so the pattern can only match exactly at a -1 entry.
+    Counts the byte pattern of -1 in C: a non-negative value's top byte is below 0x80, so
+    the pattern can only match exactly at a -1 entry.
     """
-    return values.tobytes().count(_HOLE_BYTES)
+    return values.tobytes().count(_HOLE_BYTES[values.typecode])
 
 
 def _check_index(index: int) -> None:

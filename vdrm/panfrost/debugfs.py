@@ -5,14 +5,21 @@ kernel version that added it):
 
 ``clients`` (``drm_debugfs.c``)
     one row per open file, oldest first: command, tgid, minor, master, authenticated,
-    uid, magic; 6.13+ adds the client name column (64 wide), 6.16+ the client id.
+    uid, magic; 6.13+ adds the client name column (64 wide), 6.17+ the client id.
 ``gem_names`` (``drm_debugfs.c``)
     flink names: name, size, handle count, refcount.
-``gems`` (Panfrost, 6.16+)
+``gems`` (Panfrost, 6.17+)
     every live BO in creation order with creator, flink name, refcount, size, resident
     size, mmap offset (pages), state flags and label, then the totals.
-``sched_ctxs`` (Panfrost, 6.18+)
-    per open file its JM contexts and their scheduler priority.
+``sched_ctxs`` (Panfrost, 6.19+)
+    per open file its JM contexts and their scheduler priority; the command is the
+    owning task's ``comm`` (``TASK_COMM_LEN`` 16: at most 15 characters).
+``profile`` (Panfrost, 6.7-6.9)
+    the profiling switch before it moved to sysfs: a debugfs ``atomic_t`` (reads ``0\\n``
+    or ``1\\n``; the FUSE side serves it as an attribute).
+
+Which release has which file or column is a row of the release table
+(:mod:`vdrm.panfrost.releases`), asked through :meth:`PanfrostDriver.has`.
 
 vdrm's own files (``vdrm-*``) show what the kernel keeps to itself and a user of the
 emulator wants to see: which 2 MiB blocks of each heap are populated and their sg tables,
@@ -24,7 +31,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from vdrm.drm.auth import is_current_master
 from vdrm.mm.page_alloc import PAGE_SHIFT
+from vdrm.drm import releases as core
+from vdrm.panfrost import releases
 from vdrm.panfrost.drv import SCHED_PRIORITY_NAMES
 from vdrm.panfrost.gem import MADV_DONTNEED, SZ_2M, PanfrostBo
 from vdrm.panfrost.job import ENGINES
@@ -34,29 +44,36 @@ if TYPE_CHECKING:
     from vdrm.panfrost.device import PanfrostDevice
 
 CLIENT_NAME_MAX_LEN = 64
+TASK_COMM_LEN = 16  # include/linux/sched.h: comm holds 15 characters and a NUL
 GEMS_WIDTH = 131
 STATE_IMPORTED, STATE_EXPORTED, STATE_PURGED, STATE_PURGEABLE = 0x1, 0x2, 0x4, 0x8
 
 
 def clients(dev: "PanfrostDevice") -> str:
     """``drm_clients_info``."""
-    version = dev.kernel
+    has = dev.driver.has
+    names, ids = has(core.CLIENT_NAME), has(core.DEBUGFS_CLIENTS_ID)
     head = f"{'command':>20} {'tgid':>5} {'dev':>3} master a {'uid':>5} {'magic':>10}"
-    if version >= (6, 13):
+    if names:
         head += f" {'name':>{CLIENT_NAME_MAX_LEN}}"
-    if version >= (6, 16):
+    if ids:
         head += f" {'id':>20}"
     out = [head + "\n"]
     for file in dev.drm.files.values():
-        row = (f"{(file.comm or '<unknown>')[:15]:>20} {file.pid:5d} {file.minor:3d}   "
-               f"{'y' if file.is_master else 'n'}    {'y' if file.authenticated else 'n'} "
-               f"{file.uid:5d} {0:10d}")
-        if version >= (6, 13):
+        row = (f"{_comm(file):>20} {file.pid:5d} {file.minor:3d}   "
+               f"{'y' if is_current_master(file) else 'n'}    {'y' if file.authenticated else 'n'} "
+               f"{file.uid:5d} {file.magic:10d}")
+        if names:
             row += f" {file.client_name or '<unset>':>{CLIENT_NAME_MAX_LEN}}"
-        if version >= (6, 16):
+        if ids:
             row += f" {file.client_id:20d}"
         out.append(row + "\n")
     return "".join(out)
+
+
+def _comm(file) -> str:
+    """The owning task's ``comm`` as the kernel holds it (``<unknown>`` without a task)."""
+    return file.comm[:TASK_COMM_LEN - 1] if file.comm else "<unknown>"
 
 
 def gem_names(dev: "PanfrostDevice") -> str:
@@ -82,7 +99,7 @@ def _state(bo: PanfrostBo) -> int:
 
 
 def gems(dev: "PanfrostDevice") -> str:
-    """Panfrost's ``gems`` (6.16+): every live BO, oldest first, and the totals."""
+    """Panfrost's ``gems`` (6.17+): every live BO, oldest first, and the totals."""
     out = ["GEM state flags: imported (0x1), exported (0x2), purged (0x4), purgeable (0x8)\n\n",
            f"{'created-by':<32}{'global-name':<16}{'refcount':<16}{'size':<16}{'resident-size':<16}"
            f"{'file-offset':<18}{'state':<12}label\n",
@@ -107,10 +124,10 @@ def gems(dev: "PanfrostDevice") -> str:
 
 
 def sched_ctxs(dev: "PanfrostDevice") -> str:
-    """Panfrost's ``sched_ctxs`` (1.5, 6.18+): each file's JM contexts."""
+    """Panfrost's ``sched_ctxs`` (1.5, 6.19+): each file's JM contexts."""
     out = []
     for file in dev.drm.files.values():
-        out.append(f"client_id {file.client_id:8d} pid {file.pid:8d} command {file.comm or '<unknown>'}:\n")
+        out.append(f"client_id {file.client_id:8d} pid {file.pid:8d} command {_comm(file)}:\n")
         for handle, priority in sorted(file.driver_priv.jm_ctxs.items()):
             out.append(f" JM context {handle}: priority {SCHED_PRIORITY_NAMES.get(priority, 'UNKNOWN')}\n")
         out.append("\n")
@@ -203,11 +220,11 @@ def vdrm_jobs(dev: "PanfrostDevice") -> str:
 
 def files(dev: "PanfrostDevice") -> dict[str, Callable[[], str]]:
     """The debugfs directory of ``dev`` for its kernel version: name -> renderer."""
-    version = dev.kernel
+    has = dev.driver.has
     table: dict[str, Callable[["PanfrostDevice"], str]] = {"clients": clients, "gem_names": gem_names}
-    if version >= (6, 16):
+    if has(releases.DEBUGFS_GEMS):
         table["gems"] = gems
-    if version >= (6, 18):
+    if has(releases.DEBUGFS_SCHED_CTXS):
         table["sched_ctxs"] = sched_ctxs
     table.update({"vdrm-heaps": vdrm_heaps, "vdrm-vm": vdrm_vm, "vdrm-bookkeeping": vdrm_bookkeeping,
                   "vdrm-memory": vdrm_memory, "vdrm-jobs": vdrm_jobs})

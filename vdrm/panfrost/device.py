@@ -18,7 +18,7 @@ from typing import Callable
 from vdrm.drm import fdinfo
 from vdrm.drm.device import ClientIdCounter, DrmDevice
 from vdrm.drm.file import DrmFile
-from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl
+from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl, IoctlTable, build_table
 from vdrm.drm.limits import MAX_RAM_SIZE, Limits
 from vdrm.errors import InvalidArgument
 from vdrm.kernel.clock import Clock, MonotonicClock, VirtualClock
@@ -28,15 +28,37 @@ from vdrm.panfrost.drv import PanfrostDriver
 from vdrm.panfrost.gem import HEAP_BACKINGS
 from vdrm.panfrost.ioctl import PANFROST_IOCTLS
 from vdrm.panfrost.job import JOB_TIMEOUT_NS
+from vdrm.panfrost.releases import PANFROST
 
 # The emulated board: a Rockchip RK3568 with a Mali-G52 2EE (Bifrost), whose GPU sits at
 # fde60000 on the platform bus. Its device name is what sysfs `device` links and the
 # kernel log's dev_err prefix show.
 PLATFORM_DEVICE = "fde60000.gpu"
 
+# The platform device's identity, as its sysfs ``uevent`` shows it and libdrm's
+# drmGetDevices2 reads it (DRM_BUS_PLATFORM: ``OF_FULLNAME`` is the bus info,
+# ``OF_COMPATIBLE_<n>`` the device info): the RK3568's Mali node of the kernel's
+# arch/arm64/boot/dts/rockchip/rk356x(-base).dtsi, ``gpu: gpu@fde60000``, and the driver
+# that binds it.
+DRIVER_NAME = "panfrost"
+OF_NAME = "gpu"
+OF_FULLNAME = "/gpu@fde60000"
+OF_COMPATIBLE = ("rockchip,rk3568-mali", "arm,mali-bifrost")
+PLATFORM_BUS = "platform"
+
+
+def platform_uevent() -> str:
+    """The platform device's ``uevent``: what ``drivers/base/core.c`` and ``of_device_uevent``
+    print for a bound device-tree device (``MODALIAS`` as ``of_modalias`` spells it)."""
+    lines = [f"DRIVER={DRIVER_NAME}", f"OF_NAME={OF_NAME}", f"OF_FULLNAME={OF_FULLNAME}"]
+    lines += [f"OF_COMPATIBLE_{i}={c}" for i, c in enumerate(OF_COMPATIBLE)]
+    lines.append(f"OF_COMPATIBLE_N={len(OF_COMPATIBLE)}")
+    lines.append(f"MODALIAS=of:N{OF_NAME}T(null)" + "".join(f"C{c}" for c in OF_COMPATIBLE))
+    return "\n".join(lines) + "\n"
+
 SIZE_UNITS = ("auto", "exact", "truncating")
-KERNEL_VERSIONS = ((6, 6), (6, 7), (6, 8), (6, 9), (6, 10), (6, 11), (6, 12), (6, 13),
-                   (6, 14), (6, 15), (6, 16), (6, 17), (6, 18))
+# The emulated releases, oldest first: the rows of the release table (vdrm.panfrost.releases).
+KERNEL_VERSIONS = PANFROST.releases
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,24 @@ class DeviceConfig:
     owner_uid: int = 0  # the mount's owner: with root, the only uid that may ADVANCE the clock
 
 
+def kstrtoll(text: str) -> int:
+    """The kernel's ``kstrtoll(s, 0, &v)``: an optional sign, ``0x`` hex, ``0`` octal or
+    decimal digits, then at most one newline; InvalidArgument otherwise."""
+    body = text[:-1] if text.endswith("\n") else text
+    sign, digits = (body[0], body[1:]) if body[:1] in "+-" and body else ("", body)
+    base = 16 if digits[:2].lower() == "0x" else 8 if digits[:1] == "0" and len(digits) > 1 else 10
+    try:
+        value = int(digits[2:] if base == 16 else digits, base) if digits and digits == digits.strip() else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise InvalidArgument(f"{text.strip()!r} is not an integer")
+    value = -value if sign == "-" else value
+    if not -(1 << 63) <= value < (1 << 63):
+        raise InvalidArgument(f"{text.strip()!r} does not fit a long long")
+    return value
+
+
 def kstrtobool(text: str) -> bool:
     """The kernel's ``kstrtobool``: y/Y/t/T/1/on are true, n/N/f/F/0/off false."""
     t = text.strip("\n")
@@ -78,8 +118,8 @@ class PanfrostDevice:
     """The whole emulated GPU: what userspace can reach through nodes, sysfs and debugfs."""
 
     def __init__(self, config: DeviceConfig = DeviceConfig()):
-        if config.kernel not in KERNEL_VERSIONS:
-            known = ", ".join(f"{a}.{b}" for a, b in KERNEL_VERSIONS)
+        if not PANFROST.is_emulated(config.kernel):
+            known = PANFROST.names()
             raise InvalidArgument(f"kernel {config.kernel[0]}.{config.kernel[1]} is not emulated (known: {known})")
         if config.heap_backing not in HEAP_BACKINGS:
             raise InvalidArgument(f"heap backing must be sparse or dense, not {config.heap_backing!r}")
@@ -107,10 +147,16 @@ class PanfrostDevice:
                                      profiling=config.profiling, size_units=config.size_units,
                                      fdinfo_revision=config.fdinfo_revision,
                                      job_timeout_ns=config.job_timeout_ns, owner_uid=config.owner_uid)
+        self._ioctls = build_table(CORE_IOCTLS, PANFROST_IOCTLS)
         self.drm = DrmDevice(self.driver, pages=self.pages, clock=self.clock, log=self.log,
-                             client_ids=ClientIdCounter(config.first_client_id), limits=config.limits)
-        self._ioctls = {i.name: i for i in (*CORE_IOCTLS, *PANFROST_IOCTLS)}
+                             client_ids=ClientIdCounter(config.first_client_id),
+                             ioctls=self._ioctls, unique=PLATFORM_DEVICE, limits=config.limits)
         self.timeline = self.driver.timeline
+
+    @property
+    def driver_name(self) -> str:
+        """The driver bound to the platform device (sysfs ``driver``, ``DRIVER=``)."""
+        return self.driver.name
 
     @property
     def kernel(self) -> tuple[int, int]:
@@ -149,7 +195,7 @@ class PanfrostDevice:
         self.drm.release(file)
 
     @property
-    def ioctls(self) -> dict[str, Ioctl]:
+    def ioctls(self) -> IoctlTable:
         """Every request a client may send, by upper-case name (DRM core + Panfrost + vdrm)."""
         return self._ioctls
 
@@ -165,6 +211,15 @@ class PanfrostDevice:
     def write_profiling(self, text: str) -> None:
         """A write to sysfs ``profiling`` (kstrtobool rules); InvalidArgument otherwise."""
         value = kstrtobool(text)
+        self.update()
+        self.driver.profiling = value
+
+    def write_profile(self, text: str) -> None:
+        """A write to debugfs ``profile`` (6.7-6.9): an ``atomic_t`` set through
+        ``simple_attr_write`` (kstrtoll, base 0); any non-zero value turns profiling on and
+        reads back as written (truncated to 32 bits as ``atomic_set`` does)."""
+        value = kstrtoll(text)
+        value = (value + (1 << 31)) % (1 << 32) - (1 << 31)
         self.update()
         self.driver.profiling = value
 

@@ -18,8 +18,12 @@ GEM hooks: creating a handle maps the BO into the file's address space
 backed and mapped at once); deleting it unmaps and frees the node.
 
 fdinfo (``panfrost_show_fdinfo``, 6.7+): for ``fragment`` then ``vertex-tiler``, the
-engine and cycle lines only while profiling is on (always in 6.7, the first version),
-then ``drm-maxfreq``/``drm-curfreq``; then the generic memory lines.
+engine and cycle lines (always in 6.7-6.9; from 6.10 only while profiling is on), then
+``drm-maxfreq``/``drm-curfreq``; then the generic memory lines.
+
+Which release has what is never tested here as ``(6, N)``: :meth:`PanfrostDriver.has`
+looks it up in :data:`vdrm.panfrost.releases.PANFROST`, which also gives the driver
+version each release reports.
 
 ``fdinfo_revision = "docs"`` reproduces the patch revision that
 ``Documentation/gpu/panfrost.rst``'s example was taken from, which the merged code does
@@ -39,6 +43,7 @@ from vdrm.kernel.printk import KERN_INFO
 from vdrm.panfrost.gem import MADV_DONTNEED, Mapping, PanfrostBo
 from vdrm.panfrost.job import FDINFO_ENGINES, JOB_TIMEOUT_NS, NUM_JOB_SLOTS, EngineUsage, Scheduler
 from vdrm.panfrost.mmu import AsSlots, Mmu, MmuContext
+from vdrm.panfrost import releases
 from vdrm.panfrost.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -93,11 +98,8 @@ class PanfrostFile:
 
 def driver_version(kernel: tuple[int, int]) -> tuple[int, int, int]:
     """The (major, minor, patch) ``DRM_IOCTL_VERSION`` reports in kernel ``kernel``."""
-    if kernel >= (6, 16):
-        return (1, 4, 0)  # 6.18 still reports 1.4 although its comment lists 1.5
-    if kernel >= (6, 10):
-        return (1, 3, 0)
-    return (1, 2, 0)
+    major, minor = releases.PANFROST.driver_version(kernel)
+    return (major, minor, 0)
 
 
 class PanfrostDriver(Driver):
@@ -105,6 +107,7 @@ class PanfrostDriver(Driver):
 
     name = "panfrost"
     desc = "panfrost DRM"
+    driver_features = frozenset({"RENDER", "GEM", "SYNCOBJ"})
     date = "20180908"
 
     def __init__(self, *, kernel: tuple[int, int], heap_backing: str, as_slots: int,
@@ -129,12 +132,17 @@ class PanfrostDriver(Driver):
     def bind(self, dev) -> None:
         super().bind(dev)
         self.slots = AsSlots(self.nr_as, dev.log)
-        self.mmu = Mmu(self.slots, dev.log, self.platform_device)
+        self.mmu = Mmu(self.slots, dev.log, self.platform_device, aarch64_mmu=self.has(releases.AARCH64_MMU),
+                       release=f"{self.kernel[0]}.{self.kernel[1]}.0")
         self.sched = Scheduler(dev.clock, self.slots, self.mmu, profiling=lambda: self.profiling,
                                frequency_hz=lambda slot: self.cur_freq_hz[slot],
                                job_timeout_ns=self.job_timeout_ns)
         dev.pages.register_shrinker(self.shrink)
         self.timeline = Timeline(dev, self.sched)
+
+    def has(self, feature: str) -> bool:
+        """Whether the emulated release has ``feature`` (a row of the Panfrost release table)."""
+        return releases.PANFROST.has(feature, self.kernel)
 
     def features(self) -> dict[str, int]:
         values = dict(G52_FEATURES)
@@ -239,18 +247,20 @@ class PanfrostDriver(Driver):
     # -- fdinfo ---------------------------------------------------------------------------
 
     def has_fdinfo(self, version: tuple[int, int]) -> bool:
-        return version >= (6, 7)
+        return releases.PANFROST.has(releases.FDINFO, version)
 
     def show_fdinfo(self, file: "DrmFile", out: list[str], version: tuple[int, int]) -> None:
         self.sched.update()
         usage: EngineUsage = file.driver_priv.usage
+        engine_lines = self.profiling or not releases.PANFROST.has(releases.FDINFO_ENGINE_NEEDS_PROFILING, version)
         for slot, engine in enumerate(FDINFO_ENGINES):
-            if self.profiling or version == (6, 7):
+            if engine_lines:
                 out.append(f"drm-engine-{engine}:\t{usage.elapsed_ns[slot]} ns\n")
                 out.append(f"drm-cycles-{engine}:\t{usage.cycles[slot]}\n")
             out.append(f"drm-maxfreq-{engine}:\t{self.max_freq_hz[slot]} Hz\n")
             out.append(f"drm-curfreq-{engine}:\t{self.cur_freq_hz[slot]} Hz\n")
-        units = {"auto": version, "exact": (6, 7), "truncating": (6, 6)}[self.size_units]
+        units = {"auto": version, "exact": releases.CORE.feature(releases.FDINFO_EXACT_UNITS).since,
+                 "truncating": releases.CORE.oldest}[self.size_units]
         docs = self.fdinfo_revision == "docs"
         stats = memory_stats(file, version, use_rss=not docs)
         out.append(memory_lines(stats, version, units=units, zero_has_unit=docs))

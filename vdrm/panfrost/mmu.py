@@ -16,10 +16,15 @@ translation fault (exception type ``0xC0``–``0xC7``) is tried; the address is 
 to 2 MiB and the whole block is populated (512 pages), its sg table built and mapped, and
 the heap's ``heap_rss_size`` grows by 2 MiB. A repeated fault on a populated block is a
 silent success. A fault outside any BO (``ENOENT``), in a BO that is not a heap
-(``EINVAL``, with the ``matching BO is not heap type`` warning), or that cannot get memory
+(``EINVAL``, with the ``matching BO is not heap type`` ``dev_WARN``: a whole WARNING block
+with its call trace, see :mod:`vdrm.kernel.bug`), or that cannot get memory
 (``ENOMEM``) is terminal: the seven-line ``Unhandled Page fault`` block goes to the kernel
 log, the AS is marked faulty, and the job on it fails. The AS is re-enabled the next time
 a job of that context takes it.
+
+The access type is named by ``access_type_name``: ``ATOMIC`` only on GPUs with
+``HW_FEATURE_AARCH64_MMU``, which the Mali-G52 has from 6.16 (the release table's
+``g52-aarch64-mmu`` row), ``UNKNOWN`` before.
 
 The heap allocation uses ``GFP_NOWAIT`` in the sparse backing (the RFC's fault path) and
 ``GFP_KERNEL`` in the dense one (mainline), so under memory pressure the sparse backing
@@ -28,14 +33,13 @@ fails earlier, as it would in the kernel.
 
 from __future__ import annotations
 
-import operator
 from collections import OrderedDict
 from dataclasses import dataclass
-from itertools import repeat
 from typing import TYPE_CHECKING, Iterator
 
 from vdrm.errors import InvalidArgument, KernelBug, NoEntry, OutOfMemory, VdrmError
-from vdrm.kernel.printk import KERN_DEBUG, KERN_ERR, KERN_WARNING
+from vdrm.kernel.bug import Frame, Task, WarnSite, warn
+from vdrm.kernel.printk import KERN_DEBUG, KERN_ERR
 from vdrm.mm.page_alloc import PAGE_SHIFT, PAGE_SIZE, Gfp
 from vdrm.panfrost.gem import SZ_2M, Mapping, PanfrostBo
 from vdrm.panfrost.gpu_va import GpuVaSpace
@@ -96,7 +100,7 @@ def fault_status(exception: int, access: int, source_id: int = 0, *, decoder: bo
     return (exception & 0xFF) | (access & 0x3) << 8 | (DECODER_FAULT_BIT if decoder else 0) | (source_id & 0xFFFF) << 16
 
 
-def unhandled_fault_message(as_nr: int, addr: int, status: int) -> str:
+def unhandled_fault_message(as_nr: int, addr: int, status: int, *, aarch64_mmu: bool = False) -> str:
     """The seven lines ``panfrost_mmu_irq_handler_thread`` prints for a terminal fault."""
     exception_type = status & 0xFF
     access_type = (status >> 8) & 0x3
@@ -107,7 +111,7 @@ def unhandled_fault_message(as_nr: int, addr: int, status: int) -> str:
         f"raw fault status: 0x{status:X}\n"
         f"decoded fault status: {'DECODER FAULT' if status & DECODER_FAULT_BIT else 'SLAVE FAULT'}\n"
         f"exception type 0x{exception_type:X}: {exception_name(exception_type)}\n"
-        f"access type 0x{access_type:X}: {access_type_name(status)}\n"
+        f"access type 0x{access_type:X}: {access_type_name(status, aarch64_mmu=aarch64_mmu)}\n"
         f"source id 0x{source_id:X}\n"
     )
 
@@ -149,16 +153,15 @@ class MmuContext:
 
     def map_sg(self, iova: int, sgt: "SgTable", prot: str) -> None:
         """``mmu_map_sg``: write PTEs for every DMA segment of ``sgt`` starting at ``iova``."""
-        segments = sgt.dma_segments()
         size = sgt.size
-        if sgt.dma_mapped and len(segments) > 1 and size <= SZ_2M:  # every segment is shorter than 2 MiB: 4 KiB entries
+        if sgt.dma_mapped and sgt.nents > 1 and size <= SZ_2M:  # every segment is shorter than 2 MiB: 4 KiB entries
             n2m = 0
-            n4k = sum(map(_PAGE_ROUND_SHIFT, map(_PAGE_ROUND_ADD, map(_LENGTH, segments)), repeat(PAGE_SHIFT)))
+            n4k = sgt.dma_npages()
             addr = iova + size
         else:
             addr = iova
             n2m = n4k = 0
-            for paddr, length in segments:
+            for paddr, length in sgt.dma_segments():
                 a, b = _pte_counts(addr, paddr, length)
                 n2m += a
                 n4k += b
@@ -196,10 +199,6 @@ class MmuContext:
                 return True
         return False
 
-
-_PAGE_ROUND_ADD = (PAGE_SIZE - 1).__add__
-_PAGE_ROUND_SHIFT = operator.rshift
-_LENGTH = operator.itemgetter(1)
 
 
 def _pte_counts(iova: int, paddr: int, length: int) -> tuple[int, int]:
@@ -316,13 +315,30 @@ class FaultResult:
     bo: PanfrostBo | None = None
 
 
+# The MMU interrupt's thread (``devm_request_threaded_irq(..., "panfrost-mmu")``: comm
+# "irq/<n>-panfrost-mmu", kept to 15 characters) and the dev_WARN in
+# panfrost_mmu_map_fault_addr(), inlined into the thread function as in the dri-devel
+# trace. The irq number, pid, line and frame offsets are vdrm's (see vdrm.kernel.bug).
+MMU_IRQ_TASK = Task(pid=173, comm="irq/45-panfrost-mmu")
+NOT_HEAP_WARN = WarnSite("drivers/gpu/drm/panfrost/panfrost_mmu.c", 565, (
+    Frame("panfrost_mmu_irq_handler_thread", 0x4a8, 0x6b0, "panfrost"),
+    Frame("irq_thread_fn", 0x2c, 0xa8),
+    Frame("irq_thread", 0x19c, 0x2c8),
+    Frame("kthread", 0x110, 0x130),
+    Frame("ret_from_fork", 0x10, 0x20),
+))
+
+
 class Mmu:
     """The device's MMU: the AS slots, the fault path and its kernel log messages."""
 
-    def __init__(self, slots: AsSlots, log: "KernelLog", dev_name: str, *, heap_gfp_sparse: Gfp = Gfp.NOWAIT):
+    def __init__(self, slots: AsSlots, log: "KernelLog", dev_name: str, *, heap_gfp_sparse: Gfp = Gfp.NOWAIT,
+                 aarch64_mmu: bool = False, release: str = "6.18.0"):
         self.slots = slots
         self.log = log
         self.dev_name = dev_name
+        self.aarch64_mmu = aarch64_mmu  # HW_FEATURE_AARCH64_MMU: fault logs say ATOMIC
+        self.release = release  # what a WARNING block's CPU: line names
         self.heap_gfp_sparse = heap_gfp_sparse
         self.faults_handled = 0
         self.faults_terminal = 0
@@ -343,7 +359,7 @@ class Mmu:
             result = self._map_fault_addr(as_nr, addr)
         except VdrmError as err:
             self.faults_terminal += 1
-            self._dev_printk(KERN_ERR, unhandled_fault_message(as_nr, addr, status))
+            self._dev_printk(KERN_ERR, unhandled_fault_message(as_nr, addr, status, aarch64_mmu=self.aarch64_mmu))
             self.slots.mark_faulty(as_nr)
             raise type(err)(f"unhandled page fault in AS{as_nr} at VA 0x{addr:x}: {err}") from None
         self.faults_handled += 1
@@ -357,7 +373,9 @@ class Mmu:
         mapping = ctx.mappings[node.start]
         bo = mapping.bo
         if not bo.is_heap:
-            self._dev_printk(KERN_WARNING, f"matching BO is not heap type (GPU VA = {mapping.iova:x})")
+            warn(self.log, NOT_HEAP_WARN, MMU_IRQ_TASK,
+                 f"panfrost {self.dev_name}: matching BO is not heap type (GPU VA = {mapping.iova:x})",
+                 release=self.release)
             raise InvalidArgument("the BO there is not a heap BO")
         if mapping.mmu.as_nr != as_nr:
             raise KernelBug("fault in an AS that is not the mapping's")

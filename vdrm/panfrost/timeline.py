@@ -18,6 +18,8 @@ from vdrm.drm.fdinfo import memory_stats
 from vdrm.errors import InvalidArgument
 from vdrm.panfrost.job import FDINFO_ENGINES
 
+KTIME_MAX = (1 << 63) - 1  # include/linux/ktime.h: ktime_t is a signed 64-bit count of ns
+
 if TYPE_CHECKING:
     from vdrm.drm.device import DrmDevice
     from vdrm.drm.file import DrmFile
@@ -50,9 +52,11 @@ class Timeline:
             raise InvalidArgument("the clock is real: time cannot be advanced (mount with --clock virtual)")
         if delta_ns < 0:
             raise InvalidArgument(f"the virtual clock cannot go backwards ({delta_ns} ns)")
-        before = self._usage_snapshot()
         start = clock.now_ns()
         target = start + delta_ns
+        if target > KTIME_MAX:
+            raise InvalidArgument(f"the virtual clock cannot pass KTIME_MAX ({KTIME_MAX} ns, ktime_t is s64)")
+        before = self._usage_snapshot()
         self._run_due(target)
         clock.set(target)
         self.sched.update()
@@ -92,7 +96,8 @@ class Timeline:
                                "utilisation": (delta / step) if step else None,
                                "cycles": usage.cycles[slot], "maxfreq_hz": drv.max_freq_hz[slot],
                                "curfreq_hz": drv.cur_freq_hz[slot]}
-        stats = memory_stats(file, drv.kernel)
+        # the same revision the fdinfo text is rendered in: a parser of that text computes these
+        stats = memory_stats(file, drv.kernel, use_rss=drv.fdinfo_revision != "docs")
         return {
             "drm-client-id": file.client_id,
             "drm-driver": drv.name,
@@ -101,7 +106,7 @@ class Timeline:
             "comm": file.comm,
             "clock": {"now_ns": self.dev.clock.now_ns(), "step_start_ns": start, "step_end_ns": end,
                       "step_ns": step},
-            "profiling": drv.profiling,
+            "profiling": bool(drv.profiling),
             "engines": engines,
             "memory": {"total": stats.total, "shared": stats.shared, "resident": stats.resident,
                        "purgeable": stats.purgeable, "active": stats.active},
