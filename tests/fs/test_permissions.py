@@ -2,8 +2,9 @@
 
 Rows (vdrm.fs.permissions): card0 is root:video 0660 (udev), renderD128 0666; ADVANCE
 only for the mount's owner and root; proc/<pid>/fdinfo/ only for the process's owner
-and root (ptrace access, 5.14+). The users are uids 65534 and 65533 with no groups,
-and 65533 in the video group for the card0 row.
+and root (ptrace access, 5.14+); GEM_FLINK/GEM_OPEN (DRM_AUTH, not RENDER_ALLOW) refused
+on renderD128 and for unauthenticated card0 clients. The users are uids 65534 and 65533
+with no groups, and 65533 in the video group for the card0 rows.
 """
 
 from __future__ import annotations
@@ -102,3 +103,33 @@ def test_the_readme_states_the_permission_model() -> None:
     section = text[text.index("## Permissions"):]
     for row in ("card0", "0660", "video", "renderD128", "0666", "ADVANCE", "fdinfo", "ptrace"):
         assert row in section, row
+
+
+@pytest.mark.parametrize("uid", [0, ALICE, BOB])
+@pytest.mark.parametrize("verb", ["GEM_FLINK handle=1", "GEM_OPEN name=1"])
+def test_flink_and_open_are_refused_on_render_nodes(mnt: Daemon, uid: int, verb: str) -> None:
+    """GEM_FLINK and GEM_OPEN are DRM_AUTH without RENDER_ALLOW: EACCES on renderD128 for everyone, root too."""
+    out = as_user(uid, f"""
+        exec 3<>"$MNT/dev/dri/renderD128"
+        echo 'CREATE_BO size=4K' >&3; read -r reply <&3
+        echo '{verb}' >&3; read -r reply <&3; echo "$reply"
+    """, mnt)
+    assert out.stdout.startswith("error EACCES "), out
+
+
+@pytest.mark.parametrize(("who", "want"), [("root", "ok"), ("bob", "EACCES")])
+def test_flink_needs_an_authenticated_card0_client(own_mount, who: str, want: str) -> None:  # type: ignore[no-untyped-def]
+    """On card0 the master (first opener) may flink; a second, unauthenticated open may not, unless it is root (CAP_SYS_ADMIN)."""
+    daemon = own_mount()
+    uid = 0 if who == "root" else BOB
+    out = as_user(uid, """
+        exec 3<>"$MNT/dev/dri/card0"   # the master: authenticated
+        exec 4<>"$MNT/dev/dri/card0"   # not master: authenticated only if root
+        echo 'CREATE_BO size=4K' >&3; read -r reply <&3
+        echo 'GEM_FLINK handle=1' >&3; read -r reply <&3; echo "$reply"
+        echo 'CREATE_BO size=4K' >&4; read -r reply <&4
+        echo 'GEM_FLINK handle=1' >&4; read -r reply <&4; echo "$reply"
+    """, daemon, groups=(video_gid(),))
+    master, second = out.stdout.splitlines()
+    assert master.startswith("ok name="), out
+    assert second.startswith("ok name=" if want == "ok" else "error EACCES "), out
