@@ -19,6 +19,7 @@ from vdrm.drm import fdinfo
 from vdrm.drm.device import ClientIdCounter, DrmDevice
 from vdrm.drm.file import DrmFile
 from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl, IoctlTable, build_table
+from vdrm.drm.limits import MAX_RAM_SIZE, Limits
 from vdrm.errors import InvalidArgument
 from vdrm.kernel.clock import Clock, MonotonicClock, VirtualClock
 from vdrm.kernel.printk import KernelLog
@@ -26,6 +27,7 @@ from vdrm.mm.page_alloc import PAGE_SIZE, PageAllocator
 from vdrm.panfrost.drv import PanfrostDriver
 from vdrm.panfrost.gem import HEAP_BACKINGS
 from vdrm.panfrost.ioctl import PANFROST_IOCTLS
+from vdrm.panfrost.job import JOB_TIMEOUT_NS
 from vdrm.panfrost.releases import PANFROST
 
 # The emulated board: a Rockchip RK3568 with a Mali-G52 2EE (Bifrost), whose GPU sits at
@@ -75,6 +77,9 @@ class DeviceConfig:
     clock_start_ns: int = 0  # virtual clock only
     size_units: str = "auto"  # auto (by kernel), exact (6.7+ rule), truncating (6.5-6.6 rule)
     fdinfo_revision: str = "merged"  # or "docs": the revision of the kernel docs' example
+    job_timeout_ns: int = JOB_TIMEOUT_NS  # the kernel's 500 ms; 0: jobs never time out
+    limits: Limits = Limits()  # what the daemon lets clients hold (vdrm.drm.limits)
+    owner_uid: int = 0  # the mount's owner: with root, the only uid that may ADVANCE the clock
 
 
 def kstrtoll(text: str) -> int:
@@ -122,10 +127,15 @@ class PanfrostDevice:
             raise InvalidArgument(f"clock must be real or virtual, not {config.clock!r}")
         if config.ram_size < (16 << 20) or config.ram_size % PAGE_SIZE:
             raise InvalidArgument(f"emulated RAM must be a page multiple of at least 16 MiB, not {config.ram_size}")
+        if config.ram_size > MAX_RAM_SIZE:
+            raise InvalidArgument(f"emulated RAM of {config.ram_size >> 30} GiB is more than vdrm emulates "
+                                  f"({MAX_RAM_SIZE >> 30} GiB at most)")
         self.config = config
         self.platform_device = PLATFORM_DEVICE
         if config.fdinfo_revision not in ("merged", "docs"):
             raise InvalidArgument(f"fdinfo revision must be merged or docs, not {config.fdinfo_revision!r}")
+        if config.job_timeout_ns < 0:
+            raise InvalidArgument(f"job timeout must not be negative, not {config.job_timeout_ns} ns")
         if config.size_units not in SIZE_UNITS:
             raise InvalidArgument(f"size units must be auto, exact or truncating, not {config.size_units!r}")
         self.clock: Clock = VirtualClock(config.clock_start_ns) if config.clock == "virtual" else MonotonicClock()
@@ -135,11 +145,12 @@ class PanfrostDevice:
         self.driver = PanfrostDriver(kernel=config.kernel, heap_backing=config.heap_backing,
                                      as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
                                      profiling=config.profiling, size_units=config.size_units,
-                                     fdinfo_revision=config.fdinfo_revision)
+                                     fdinfo_revision=config.fdinfo_revision,
+                                     job_timeout_ns=config.job_timeout_ns, owner_uid=config.owner_uid)
         self._ioctls = build_table(CORE_IOCTLS, PANFROST_IOCTLS)
         self.drm = DrmDevice(self.driver, pages=self.pages, clock=self.clock, log=self.log,
                              client_ids=ClientIdCounter(config.first_client_id),
-                             ioctls=self._ioctls, unique=PLATFORM_DEVICE)
+                             ioctls=self._ioctls, unique=PLATFORM_DEVICE, limits=config.limits)
         self.timeline = self.driver.timeline
 
     @property
