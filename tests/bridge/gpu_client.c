@@ -265,7 +265,13 @@ static int wait_forever(void)
     int fd = open_node();
     struct create_bo bo = {.size = 4096};
     check(call(fd, IOCTL_CREATE_BO, &bo) == 0, "CREATE_BO");
-    char line[] = "SUBMIT bo_handles=1 duration=3s\n", reply[128];
+    /* jobs time out after the kernel's 500 ms: ten 400 ms jobs keep the BO busy for 4 s */
+    char line[] = "SUBMIT bo_handles=1 duration=400ms\nSUBMIT bo_handles=1 duration=400ms\n"
+                  "SUBMIT bo_handles=1 duration=400ms\nSUBMIT bo_handles=1 duration=400ms\n"
+                  "SUBMIT bo_handles=1 duration=400ms\nSUBMIT bo_handles=1 duration=400ms\n"
+                  "SUBMIT bo_handles=1 duration=400ms\nSUBMIT bo_handles=1 duration=400ms\n"
+                  "SUBMIT bo_handles=1 duration=400ms\nSUBMIT bo_handles=1 duration=400ms\n";
+    char reply[128];
     check(write(fd, line, strlen(line)) == (ssize_t)strlen(line), "SUBMIT (text)");
     ssize_t n = read(fd, reply, sizeof(reply) - 1);
     reply[n > 0 ? n : 0] = '\0';

@@ -83,3 +83,13 @@ def test_profiling_refuses_other_bits_and_words(text) -> None:
 def test_no_profiling_knob_before_6_11() -> None:
     """6.10 has no sysfs profiling attribute."""
     assert make_device(kernel=(6, 10)).sysfs_attributes() == {}
+
+
+def test_readme_shows_panthors_release_table() -> None:
+    """The README's Panthor dialect table is the one rendered from vdrm/panthor/releases.py."""
+    from pathlib import Path
+
+    from vdrm.panthor.releases import PANTHOR
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    assert PANTHOR.markdown() in readme.read_text()

@@ -30,6 +30,7 @@ from vdrm.drm import fdinfo
 from vdrm.drm.device import ClientIdCounter, Driver, DrmDevice
 from vdrm.drm.file import DrmFile
 from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl, IoctlTable, build_table
+from vdrm.drm.limits import MAX_RAM_SIZE, Limits
 from vdrm.drm.timeline import Timeline
 from vdrm.errors import InvalidArgument, NoEntry
 from vdrm.kernel.clock import Clock, MonotonicClock, VirtualClock
@@ -59,6 +60,9 @@ class DeviceConfig:
     clock_start_ns: int = 0  # virtual clock only
     size_units: str = "auto"  # auto (by kernel), exact (6.7+ rule), truncating (6.5-6.6 rule)
     fdinfo_revision: str = "merged"  # or "docs": the revision of the kernel docs' example
+    job_timeout_ns: int = 500_000_000  # the driver's scheduler timeout (Panfrost: 500 ms); 0: never
+    limits: Limits = Limits()  # what the daemon lets clients hold (vdrm.drm.limits)
+    owner_uid: int = 0  # the mount's owner: with root, the only uid that may ADVANCE the clock
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ class Services:
             raise InvalidArgument(f"clock must be real or virtual, not {config.clock!r}")
         if config.ram_size < (16 << 20) or config.ram_size % PAGE_SIZE:
             raise InvalidArgument(f"emulated RAM must be a page multiple of at least 16 MiB, not {config.ram_size}")
+        if config.ram_size > MAX_RAM_SIZE:
+            raise InvalidArgument(f"emulated RAM of {config.ram_size >> 30} GiB is more than vdrm emulates "
+                                  f"({MAX_RAM_SIZE >> 30} GiB at most)")
         self.clock: Clock = VirtualClock(config.clock_start_ns) if config.clock == "virtual" else MonotonicClock()
         self.log = KernelLog(self.clock)
         self.pages = PageAllocator(config.ram_size // PAGE_SIZE, seed=config.seed,
@@ -117,7 +124,7 @@ class GpuDevice:
         self._ioctls = build_table(CORE_IOCTLS, ioctls)
         self.drm = DrmDevice(driver, pages=self.pages, clock=self.clock, log=self.log,
                              client_ids=self.services.client_ids, index=index,
-                             ioctls=self._ioctls, unique=self.PLATFORM_DEVICE)
+                             ioctls=self._ioctls, unique=self.PLATFORM_DEVICE, limits=config.limits)
         self.timeline = driver.timeline = self.services.timeline
         self.timeline.attach(self)
 
@@ -270,6 +277,8 @@ def check_config(cls: type[GpuDevice], config: DeviceConfig) -> None:
         raise InvalidArgument(f"fdinfo revision must be merged or docs, not {config.fdinfo_revision!r}")
     if config.size_units not in SIZE_UNITS:
         raise InvalidArgument(f"size units must be auto, exact or truncating, not {config.size_units!r}")
+    if config.job_timeout_ns < 0:
+        raise InvalidArgument(f"job timeout must not be negative, not {config.job_timeout_ns} ns")
 
 
 class Machine:

@@ -364,13 +364,20 @@ def _run_command(command: Sequence[str], mountpoint: str, pdevs: Sequence[str], 
     return os.waitstatus_to_exitcode(wstatus)
 
 
-def _hand_over_listener(bridge: socket.socket) -> None:
+def _hand_over_listener(bridge: socket.socket, mountpoint: str) -> None:
     """Install the bridge's seccomp filter on this process (and so on COMMAND and all it
-    starts) and send its listener to the daemon, which answers the intercepted calls."""
+    starts) and send its listener to the daemon, which answers the intercepted calls.
+
+    Where no filter can be installed (this process already runs under a filter with a
+    listener, e.g. a runner inside a runner: the kernel allows one per chain), COMMAND
+    runs without the bridge, with the stat-only nodes at ``/dev/dri``, and says so."""
     try:
         listener = seccomp.install_filter()
     except seccomp.SeccompUnavailable as e:
-        raise SetupError(f"cannot intercept COMMAND's DRM calls: {e}") from None
+        bridge.close()
+        print(f"vdrm: {e}: programs see /dev/dri for stat only (no ioctl)", file=sys.stderr)
+        bind(f"{mountpoint}/dev/dri-nodes", "/dev/dri")
+        return
     try:
         socket.send_fds(bridge, [b"listener"], [listener])
     finally:
@@ -396,7 +403,7 @@ def _child(command: Sequence[str], mountpoint: str, pdevs: Sequence[str], report
         except (SetupError, OSError) as e:
             raise SetupError(f"cannot set up the namespace for {command[0]}: {e}") from None
         if bridge is not None:
-            _hand_over_listener(bridge)
+            _hand_over_listener(bridge, mountpoint)
         env = {**os.environ, "VDRM_MOUNT": mountpoint}
         for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)

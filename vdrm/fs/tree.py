@@ -88,6 +88,7 @@ from vdrm.drm.ioctl import Arg
 from vdrm.errors import AccessDenied, InvalidArgument, NoEntry, VdrmError, WouldBlock
 from vdrm.fs import protocol
 from vdrm.fs.cache import CACHE_TIMEOUT, KernelCache
+from vdrm.fs.permissions import NodeAccess, may_trace
 
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
@@ -612,7 +613,8 @@ class DrmOpen(OpenFile):
         self.ino = ino
         self.file = file
         self.requests = protocol.RequestStream()
-        self.replies = protocol.ReplyQueue()
+        limits = getattr(file.dev, "limits", None)
+        self.replies = protocol.ReplyQueue(limits.reply_bytes if limits else protocol.REPLY_QUEUE_BYTES)
         self._pending: deque[bytes] = deque()
         self._waker: Waker | None = None
         self.released = False
@@ -643,6 +645,18 @@ class DrmOpen(OpenFile):
             return None
         finally:
             self.wake()
+
+    def interrupt(self) -> None:
+        """A signal reached the waiter: the waiting request fails with EINTR, the rest run."""
+        if not self._pending:
+            return
+        self._pending.popleft()
+        priv = getattr(self.file, "driver_priv", None)
+        if getattr(priv, "waiting", None) is not None:
+            priv.waiting = None  # WAIT_BO: the interrupted wait is over
+        self.replies.push(protocol.format_error(
+            "EINTR", "interrupted by a signal while waiting (the kernel's ERESTARTSYS)"))
+        self.wake()
 
     def read(self, offset: int, size: int) -> bytes:
         return self.replies.read(size)
@@ -678,15 +692,17 @@ class Tree:
     """The mounted tree over one device and the host's processes."""
 
     def __init__(self, device: "GpuDevice | Machine", procfs: "ProcessTable", *,
-                 static_timeout: float = STATIC_TIMEOUT, all_pids: bool = False,
+                 static_timeout: float = STATIC_TIMEOUT, all_pids: bool = False, access: NodeAccess | None = None,
                  owner: tuple[int, int] = (0, 0)):
         """``device``: one GPU or a machine of several. ``all_pids``: serve the rows marked
         so (the namespace runner's tree); ``procfs`` should then list every real process
-        (``ProcessTable(all_pids=True)``). ``owner``: uid and gid of every file outside
+        (``ProcessTable(all_pids=True)``). ``access``: the DRM nodes' modes and groups
+        (:mod:`vdrm.fs.permissions`). ``owner``: uid and gid of every other file outside
         ``proc/<pid>`` (an unprivileged mount's user, so its ``vdrm-clock`` is writable)."""
         self.owner = owner
         self.machine = as_machine(device)
         self.device = self.machine  # what the tree's callers reach: clock, log, open, release
+        self.access = access or NodeAccess.udev_default()
         self.procfs = procfs
         self.static_timeout = static_timeout
         self.all_pids = all_pids
@@ -720,15 +736,17 @@ class Tree:
             raise NoEntry(f"inode {ino} is not known (forgotten)")
         return inode
 
-    def lookup(self, parent_ino: int, name: str) -> Stat:
+    def lookup(self, parent_ino: int, name: str, caller: Caller | None = None) -> Stat:
         """The attributes of ``name`` in a directory; counts one lookup of its inode.
 
         The count (the kernel's reference) is taken only once the answer is complete, so
-        a lookup that fails leaves nothing behind.
+        a lookup that fails leaves nothing behind. ``caller`` (who walks) is checked
+        where procfs checks more than mode bits (``proc/<pid>/fdinfo/``).
         """
         parent = self.inode(parent_ino)
         if parent.kind is not Kind.DIR:
             raise NotADirectory(f"{parent.path or '/'} is not a directory")
+        self._check_traced(parent, caller)
         if name in (".", ".."):  # asked only when exported over NFS; counted all the same
             inode = parent if name == "." else self.inode(parent.parent)
         else:
@@ -878,8 +896,11 @@ class Tree:
                 size = size or len(self._link_target(inode))
         elif kind is Kind.CHAR:
             fmt, nlink, rdev = _stat.S_IFCHR, 1, os.makedev(DRM_MAJOR, a["minor"])
+            mode, gid = self.access.of(a["node"])
         else:
             fmt, nlink = _stat.S_IFREG, 1
+            if kind is Kind.NODE:
+                mode, gid = self.access.of(a["node"])
             if kind is Kind.LOG:
                 size, mtime_ns = self.machine.log.size, time.time_ns()
         if row.content is _fdinfo:  # the exact size: reads may come from the page cache
@@ -933,7 +954,19 @@ class Tree:
 
     # -- directories ------------------------------------------------------------------
 
-    def listdir(self, ino: int) -> list[DirEntry]:
+    def _check_traced(self, inode: Inode, caller: Caller | None) -> None:
+        """procfs 5.14+: ``fdinfo/`` needs ptrace access to its process (same uid or root)."""
+        if caller is None or not inode.path.endswith("/fdinfo") or "pid" not in inode.args:
+            return
+        try:
+            uid, _ = self.procfs.owner(inode.args["pid"])
+        except OSError:
+            raise NoEntry(f"process {inode.args['pid']} is gone") from None
+        if not may_trace(caller.uid, uid):
+            raise AccessDenied(f"proc/{inode.args['pid']}/fdinfo needs ptrace access "
+                               f"(the process belongs to uid {uid})")
+
+    def listdir(self, ino: int, caller: Caller | None = None) -> list[DirEntry]:
         """The entries of a directory, ``.`` and ``..`` first, as the kernel should see them.
 
         Dynamic inodes are made for every entry; the caller reports each entry that reached
@@ -945,6 +978,7 @@ class Tree:
             raise NotADirectory(f"/{inode.path} is not a directory")
         if not self._alive(inode):
             raise NoEntry(f"/{inode.path} is gone")
+        self._check_traced(inode, caller)
         parent = self.inode(inode.parent)
         entries = [DirEntry(".", inode, self.stat(inode), False),
                    DirEntry("..", parent, self.stat(parent), False)]
@@ -995,7 +1029,7 @@ class Tree:
             return LogReader(self.machine)
         if "fd" in inode.args and caller.uid != 0:  # procfs: fdinfo only for the process's owner (or root)
             uid, _ = self.procfs.owner(inode.args["pid"])
-            if caller.uid != uid:
+            if not may_trace(caller.uid, uid):
                 raise AccessDenied(f"fdinfo of pid {inode.args['pid']} belongs to uid {uid}")
         content = inode.pattern.row.content
         if content is _fdinfo:

@@ -109,7 +109,8 @@ class PanfrostDevice(GpuDevice):
         driver = PanfrostDriver(kernel=config.kernel, heap_backing=config.heap_backing,
                                 as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
                                 profiling=config.profiling, size_units=config.size_units,
-                                fdinfo_revision=config.fdinfo_revision)
+                                fdinfo_revision=config.fdinfo_revision,
+                                job_timeout_ns=config.job_timeout_ns, owner_uid=config.owner_uid)
         super().__init__(config, driver, PANFROST_IOCTLS, services=services, index=index)
 
     def update(self) -> None:

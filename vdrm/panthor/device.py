@@ -67,7 +67,8 @@ class PanthorDevice(GpuDevice):
         driver = PanthorDriver(kernel=config.kernel, heap_backing=config.heap_backing,
                                platform_device=PLATFORM_DEVICE,
                                profiling=PROFILING_ALL if config.profiling is True else int(config.profiling),
-                               size_units=config.size_units, fdinfo_revision=config.fdinfo_revision)
+                               size_units=config.size_units, fdinfo_revision=config.fdinfo_revision,
+                               owner_uid=config.owner_uid)
         super().__init__(config, driver, PANTHOR_IOCTLS, services=services, index=index)
         self._scenario: dict[int, tuple[int, int, int]] = {}  # client id -> (vm, group, next va)
 

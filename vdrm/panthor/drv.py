@@ -120,9 +120,25 @@ class PanthorBo(ShmemObject):
         super().__init__(dev, size, sparse=sparse, granularity_npages=granularity_npages)
         self.flags = flags
         self.exclusive_vm = exclusive_vm
-        self.label: str | None = None
+        self._label: str | None = None
         self.bindings = 0  # VM mappings pinning the pages
         self.syncs = 0  # BO_SYNC operations on it (cache maintenance, counted)
+
+    @property
+    def label(self) -> str | None:
+        """The BO's label (BO_SET_LABEL); its bytes count in ``dev.label_bytes``."""
+        return self._label
+
+    @label.setter
+    def label(self, text: str | None) -> None:
+        old = len(self._label.encode("utf-8", "surrogateescape")) if self._label else 0
+        new = len(text.encode("utf-8", "surrogateescape")) if text else 0
+        self.dev.label_bytes += new - old
+        self._label = text
+
+    def free(self) -> None:
+        self.label = None
+        super().free()
 
     def has_status(self) -> bool:
         return True
@@ -313,7 +329,8 @@ class PanthorDriver(Driver):
     driver_features = frozenset({"RENDER", "GEM", "SYNCOBJ", "SYNCOBJ_TIMELINE", "GEM_GPUVA"})
 
     def __init__(self, *, kernel: tuple[int, int], heap_backing: str, platform_device: str,
-                 profiling: int = 0, size_units: str = "auto", fdinfo_revision: str = "merged"):
+                 profiling: int = 0, size_units: str = "auto", fdinfo_revision: str = "merged",
+                 owner_uid: int = 0):
         self.kernel = kernel
         self.version = driver_version(kernel)
         self.heap_backing = heap_backing
@@ -323,6 +340,7 @@ class PanthorDriver(Driver):
         self.profiling = profiling
         self.size_units = size_units
         self.fdinfo_revision = fdinfo_revision
+        self.owner_uid = owner_uid  # the mount's owner (may ADVANCE, with root)
         self.max_freq_hz = MAX_FREQ_HZ
         self.cur_freq_hz = MAX_FREQ_HZ
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from vdrm.drm import gem
 from vdrm.drm.ioctl import Arg, Ioctl
-from vdrm.errors import AccessDenied, Canceled, InvalidArgument, NoEntry, OutOfMemory
+from vdrm.errors import AccessDenied, Canceled, InvalidArgument, NoEntry, OutOfMemory, TooBig
 from vdrm.mm.page_alloc import PAGE_SIZE
 from vdrm.panthor import releases, uapi
 from vdrm.panthor.drv import (BO_NO_MMAP, BO_WB_MMAP, CSIF_INFO, CSG_PROTM_SUSPEND_SIZE, CSG_SUSPEND_SIZE,
@@ -267,6 +267,8 @@ def bo_create(file: "DrmFile", size: int, flags: int, exclusive_vm_id: int, pad:
     if size == 0 or pad or flags & ~known:
         raise InvalidArgument(f"size must be non-zero, pad 0 and flags within 0x{known:x}")
     vm = _vm(file, exclusive_vm_id) if exclusive_vm_id else None
+    if len(file.dev.objects) >= file.dev.limits.bos:
+        raise OutOfMemory(f"{len(file.dev.objects)} BOs exist, the daemon's limit (--max-bos)")
     bo = PanthorBo(file.dev, -(-size // PAGE_SIZE) * PAGE_SIZE, flags, vm)
     try:
         handle = gem.handle_create(file, bo)
@@ -429,20 +431,30 @@ def tiler_oom(file: "DrmFile", heap: int, renderpasses_in_flight: int, pending_f
 
 
 def advance(file: "DrmFile", by: int) -> dict[str, Any]:
-    """vdrm: one step of the virtual clock (every client of every GPU sees it)."""
-    now = _driver(file).timeline.advance(by)
+    """vdrm: one step of the virtual clock (every client of every GPU sees it); owner and root only."""
+    drv = _driver(file)
+    if file.uid not in (0, drv.owner_uid):
+        raise AccessDenied(f"only the mount's owner (uid {drv.owner_uid}) and root may advance "
+                           "the device-wide clock")
+    now = drv.timeline.advance(by)
     return {"now_ns": now, "step_ns": by}
 
 
 def bo_set_label(file: "DrmFile", handle: int, pad: int, label: str) -> dict[str, Any]:
-    """panthor_ioctl_bo_set_label (1.4): NULL clears; at most 4095 bytes."""
+    """panthor_ioctl_bo_set_label (1.4): NULL clears; at most 4095 bytes (else E2BIG)."""
     _pad(pad)
     bo = file.handles.lookup(handle)
     if label == uapi.NULL_LABEL:
         bo.label = None
         return {}
-    if len(label.encode("utf-8", "surrogateescape")) >= uapi.LABEL_MAXLEN:
-        raise InvalidArgument(f"a label is at most {uapi.LABEL_MAXLEN - 1} bytes")
+    nbytes = len(label.encode("utf-8", "surrogateescape"))
+    if nbytes >= uapi.LABEL_MAXLEN:  # strndup_user's EINVAL, turned into E2BIG by the handler
+        raise TooBig(f"a label is at most {uapi.LABEL_MAXLEN - 1} bytes, not {nbytes}")
+    dev = file.dev
+    old = len(bo.label.encode("utf-8", "surrogateescape")) if bo.label else 0
+    if dev.label_bytes - old + nbytes > dev.limits.label_bytes:
+        raise OutOfMemory(f"BO labels already hold {dev.label_bytes} bytes, the daemon's limit "
+                          "(--max-label-bytes)")
     bo.label = label
     return {}
 

@@ -146,7 +146,8 @@ class Scenario:
             kernel=d.kernel, heap_backing=d.heap_backing, ram_size=d.ram_size, as_slots=d.as_slots,
             clock="virtual", seed=d.seed, fragmentation=d.fragmentation,
             first_client_id=d.first_client_id, profiling=d.profiling,
-            clock_start_ns=spec.clock_start, size_units=d.size_units, fdinfo_revision=d.fdinfo_revision),
+            clock_start_ns=spec.clock_start, size_units=d.size_units, fdinfo_revision=d.fdinfo_revision,
+            job_timeout_ns=d.job_timeout_ns),
             d.gpus)
         self.device: GpuDevice = self.machine.device  # card0
         for gpu in self.machine.devices:
