@@ -161,3 +161,58 @@ def test_stat_structs_have_the_kernels_sizes() -> None:
     assert len(x) == 256
     assert struct.unpack_from("<II", x, 128) == (226, 128)
     assert struct.unpack_from("<H", x, 28)[0] == 0o20666
+
+
+class PassThrough:
+    """A host that owns nothing: every intercepted call goes back to the kernel."""
+
+    fuse_dev = -1
+
+    def engine(self, fn, *args):
+        return fn(*args)
+
+    def node(self, ino):
+        return None
+
+    def kcmp(self, *args):
+        return None
+
+    def ioctl_call(self, listener, note):
+        seccomp.carry_on(listener, note.id)
+
+    def listener_done(self, listener):
+        os.close(listener)
+
+
+def test_runner_under_another_listener_runs_without_the_bridge() -> None:
+    """A runner started under a filter that already has a listener cannot install its own
+    (the kernel allows one per chain): COMMAND still runs, with stat-only nodes, and says why."""
+    root = Path(__file__).resolve().parents[2]
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    err_r, err_w = os.pipe()
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child execs
+        try:
+            ours.close()
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            listener = seccomp.install_filter()
+            socket.send_fds(theirs, [b"l"], [listener])
+            os.execv(sys.executable, [sys.executable, str(root / "mount.py"), "--run", "--",
+                                      "stat", "-c", "%F", "/dev/dri/renderD128"])
+        finally:
+            os._exit(127)
+    for fd in (out_w, err_w):
+        os.close(fd)
+    theirs.close()
+    _, fds, _, _ = socket.recv_fds(ours, 16, 1)
+    ours.close()
+    thread = Supervisor(fds[0], PassThrough()).start()
+    with os.fdopen(out_r) as out, os.fdopen(err_r) as err:
+        stdout, stderr = out.read(), err.read()
+    _, status = os.waitpid(pid, 0)
+    thread.join(10)
+    assert os.waitstatus_to_exitcode(status) == 0, stderr
+    assert stdout == "character special file\n"
+    assert "Device or resource busy" in stderr and "for stat only" in stderr

@@ -28,8 +28,8 @@ GAME_PID, GAME_FD = 4196305, 7
 # -- looking at the mount ---------------------------------------------------------------
 
 
-def node(mnt: Path) -> str:
-    return f"{mnt}/dev/dri/renderD128"
+def node(mnt: Path, name: str = "renderD128") -> str:
+    return f"{mnt}/dev/dri/{name}"
 
 
 def fdinfo_path(mnt: Path, pid: int, fd: int) -> str:
@@ -306,16 +306,14 @@ def test_a_forked_child_and_its_dups_are_there_at_once(mnt: Daemon) -> None:
 # -- content -------------------------------------------------------------------------------
 
 
-def test_fdinfo_shows_a_requests_effect_once_its_reply_is_read(mnt: Daemon) -> None:
+def test_fdinfo_shows_a_requests_effect_once_its_reply_is_read(own_mount) -> None:  # type: ignore[no-untyped-def]
+    mnt = own_mount()
     me = os.getpid()
-    # GEM_FLINK/GEM_OPEN are DRM_AUTH and not render-allowed: two card0 clients, the
-    # second authenticated by the first (the master), as a compositor and its client do
-    card0 = f"{mnt.path}/dev/dri/card0"
-    other = os.open(card0, os.O_RDWR)
-    fd = os.open(card0, os.O_RDWR)
+    other = os.open(node(mnt.path, "card0"), os.O_RDWR)  # the master: it may flink
+    fd = os.open(node(mnt.path, "card0"), os.O_RDWR)
     try:
         magic = request(fd, "GET_MAGIC").split("magic=")[1].split()[0]
-        request(other, f"AUTH_MAGIC magic={magic}")
+        request(other, f"AUTH_MAGIC magic={magic}")  # fd may GEM_OPEN
         handle = request(other, "CREATE_BO size=64K").split("handle=")[1].split()[0]
         name = request(other, f"GEM_FLINK handle={handle}").split("name=")[1].split()[0]
         for i in range(12):

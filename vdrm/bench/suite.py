@@ -78,7 +78,7 @@ def run(parts: tuple[str, ...] = PARTS, *, quick: bool = False,
         results["scale_mount"] = step("4 scale (mount)", lambda: mounted.scale(
             large=50 if quick else 10_000, batch=20 if quick else 300, repeats=3 if quick else 9))
         results["walk_large"] = step("4 scale (/proc walk)", lambda: mounted.large_walk(
-            clients=200 if quick else 10_000, repeats=1 if quick else 3))
+            clients=200 if quick else 10_000, repeats=1 if quick else 2))
     if "concurrency" in parts:
         results["concurrency"] = step("5 concurrency", lambda: mounted.concurrency(
             processes=(1, 2) if quick else (1, 2, 8, 32), seconds=0.3 if quick else 1.5,

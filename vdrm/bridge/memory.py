@@ -20,21 +20,27 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 
 from vdrm.errors import BadAddress
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class _Iovec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
 for _name in ("process_vm_readv", "process_vm_writev"):
     _fn = getattr(_libc, _name)
     _fn.restype = ctypes.c_ssize_t
-    _fn.argtypes = (ctypes.c_int, ctypes.POINTER(_Iovec), ctypes.c_ulong,
-                    ctypes.POINTER(_Iovec), ctypes.c_ulong, ctypes.c_ulong)
+    # (pid, local iovec*, 1, remote iovec*, 1, flags): both iovecs live in one 32-byte buffer
+    _fn.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong)
+_IOVECS = struct.Struct("<QQQQ")  # local (base, len), remote (base, len)
+
+
+def _transfer(fn, tid: int, local: int, remote: int, n: int) -> int:
+    iov = ctypes.create_string_buffer(_IOVECS.size)
+    _IOVECS.pack_into(iov, 0, local, n, remote, n)
+    at = ctypes.addressof(iov)
+    return fn(tid, at, 1, at + 16, 1, 0)
+
 
 MAX_TRANSFER = 1 << 26  # one request never moves more than 64 MiB of the caller's memory
 
@@ -50,9 +56,7 @@ class ProcessMemory:
             return b""
         self._check(addr, n)
         buf = ctypes.create_string_buffer(n)
-        local = _Iovec(ctypes.cast(buf, ctypes.c_void_p), n)
-        remote = _Iovec(addr, n)
-        got = _libc.process_vm_readv(self.tid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        got = _transfer(_libc.process_vm_readv, self.tid, ctypes.addressof(buf), addr, n)
         if got != n:
             raise BadAddress(self._why("read", addr, n, got))
         return buf.raw
@@ -63,9 +67,7 @@ class ProcessMemory:
             return
         self._check(addr, n)
         buf = ctypes.create_string_buffer(bytes(data), n)
-        local = _Iovec(ctypes.cast(buf, ctypes.c_void_p), n)
-        remote = _Iovec(addr, n)
-        put = _libc.process_vm_writev(self.tid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        put = _transfer(_libc.process_vm_writev, self.tid, ctypes.addressof(buf), addr, n)
         if put != n:
             raise BadAddress(self._why("write", addr, n, put))
 
@@ -73,8 +75,10 @@ class ProcessMemory:
         """A NUL-terminated string at ``addr`` (at most ``limit`` bytes, as ``strncpy_from_user``),
         read page by page so a string ending just before an unmapped page is still read."""
         out = b""
+        want = 256  # most paths are short: a small first read, then whole pages
         while len(out) < limit:
-            chunk = min(4096 - (addr + len(out)) % 4096, limit - len(out))
+            chunk = min(4096 - (addr + len(out)) % 4096, limit - len(out), want)
+            want = 4096
             part = self.read(addr + len(out), chunk)
             nul = part.find(b"\0")
             if nul >= 0:
