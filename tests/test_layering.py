@@ -22,6 +22,8 @@ FORBIDDEN = {
     "vdrm.drm": ("vdrm.panfrost", *_ABOVE_ENGINE),
     "vdrm.panfrost": _ABOVE_ENGINE,
     "vdrm.scenario": ("vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
+    # the process side: system calls and the caller's memory; the engine only through a host
+    "vdrm.bridge": ("vdrm.panfrost", *_ABOVE_ENGINE),
     "vdrm.fs": ("vdrm.bench",),
 }
 FUSE_ONLY = ("pyfuse3", "trio")  # only the FUSE side, and the benchmark above it, import these
@@ -66,7 +68,7 @@ def sources() -> list[Path]:
 def test_the_package_has_sources() -> None:
     """The checks below look at real files (the walk finds the engine and the FUSE side)."""
     names = {module_name(p) for p in sources()}
-    assert {"vdrm.errors", "vdrm.fs.tree", "vdrm.fs.operations"} <= names
+    assert {"vdrm.errors", "vdrm.fs.tree", "vdrm.fs.operations", "vdrm.bridge.supervisor"} <= names
 
 
 @pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(PACKAGE.parent)))

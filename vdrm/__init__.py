@@ -9,7 +9,8 @@ Layout, after the kernel's own map (imports only go downwards in this list):
 ``vdrm.errors``
     One exception per errno; converted once, at the edges.
 ``vdrm.kernel``
-    What the rest of the kernel provides: the clock, the kernel log ring (dmesg).
+    What the rest of the kernel provides: the clock, the kernel log ring (dmesg), WARN
+    blocks, and the machinery of the per-driver kernel release tables (``releases``).
 ``vdrm.mm``
     Emulated physical memory: the page allocator, the sparse page store (xarray), the
     scatterlist engine (``lib/scatterlist.c``).

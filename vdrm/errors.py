@@ -77,6 +77,12 @@ class TooBig(VdrmError):
     errno = _errno.E2BIG
 
 
+class TooManyFiles(VdrmError):
+    """EMFILE: the daemon's cap on open DRM clients is reached (:mod:`vdrm.drm.limits`)."""
+
+    errno = _errno.EMFILE
+
+
 class NoDevice(VdrmError):
     """ENODEV: a referenced device-side object (e.g. a sync object) does not exist."""
 

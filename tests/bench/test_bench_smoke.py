@@ -72,7 +72,7 @@ def test_the_whole_suite_runs_quick_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "results"
     assert suite.main(["--quick", "--out", str(out)]) == 0
     data = json.loads((out / "latest.json").read_text())
-    for part in ("memory", "engine", "mount", "scale_engine", "scale_mount", "concurrency"):
+    for part in ("memory", "engine", "mount", "scale_engine", "scale_mount", "concurrency", "bridge"):
         assert part in data, part
     for key in ("fdinfo_read", "request", "proc_walk"):
         assert _is_rate(data["mount"][key]["rate"]) and _is_rate(data["mount"][key]["reference_rate"])

@@ -86,6 +86,7 @@ class FakeDevice:
     """The part of ``PanfrostDevice`` the tree uses, with visible bookkeeping."""
 
     platform_device = "fde60000.gpu"
+    driver_name = "panfrost"
 
     def __init__(self) -> None:
         self.clock = VirtualClock()

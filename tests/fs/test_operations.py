@@ -14,7 +14,7 @@ import trio
 
 from tests.fs.conftest import FakeDevice, FakeProcesses
 from vdrm.errors import NoEntry
-from vdrm.fs import operations
+from vdrm.fs import operations, waits
 from vdrm.fs.operations import Operations
 from vdrm.fs.tree import ROOT_INO, DrmOpen, Tree
 from vdrm.kernel.clock import MonotonicClock
@@ -122,8 +122,8 @@ def test_readdir_reports_entries_and_counts_them() -> None:
     assert tree.known_inodes() == baseline + 2
 
 
-def test_a_request_waiting_for_the_clock_blocks_its_write_then_answers() -> None:
-    """A request that must wait for the clock holds its write(2) until the clock gets there, then its reply is queued."""
+def test_a_request_waiting_for_the_clock_returns_its_write_and_blocks_the_read() -> None:
+    """A request that must wait for the clock: write(2) returns at once, the read of its reply waits for it."""
     ops, _, device = make_ops()
 
     async def main() -> None:
@@ -131,19 +131,19 @@ def test_a_request_waiting_for_the_clock_blocks_its_write_then_answers() -> None
             ops.start(nursery)
             fh, handle = await open_node(ops)
             until = device.clock.now_ns() + 200_000_000
-            start = time.monotonic()
             assert await ops.write(fh, 0, f"WAIT until={until}\nECHO text=next\n".encode()) > 0
-            assert time.monotonic() - start >= 0.19
+            assert device.clock.now_ns() < until  # the write did not wait
             assert (await ops.read(fh, 0, 4096)).startswith(b"ok at=")
+            assert device.clock.now_ns() >= until
             assert await ops.read(fh, 0, 4096) == b"ok text=next\n"
+            assert await ops.read(fh, 0, 4096) == b""  # nothing pending: end-of-file, no wait
             await ops.release(fh)
 
     run(main)
 
 
-def test_a_long_wait_returns_the_write_and_answers_later(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A wait longer than MAX_WRITE_BLOCK returns the write early; the reply comes later and wakes a poller."""
-    monkeypatch.setattr(operations, "MAX_WRITE_BLOCK", 0.05)
+def test_a_waiting_reply_wakes_a_poller_and_nonblocking_reads_are_eagain() -> None:
+    """While a reply waits for the clock, poll has no POLLIN and an O_NONBLOCK read is EAGAIN; the reply then wakes the poller."""
     ops, _, device = make_ops()
 
     class Waker:
@@ -155,11 +155,13 @@ def test_a_long_wait_returns_the_write_and_answers_later(monkeypatch: pytest.Mon
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             ops.start(nursery)
-            fh, handle = await open_node(ops)
-            start = time.monotonic()
+            node = await _node_ino(ops)
+            fh = (await ops.open(node, os.O_RDWR | os.O_NONBLOCK, Ctx())).fh
             await ops.write(fh, 0, f"WAIT until={device.clock.now_ns() + 300_000_000}\n".encode())
-            assert time.monotonic() - start < 0.2
             assert await ops.poll(0, fh, Waker(), Ctx()) & 1 == 0  # POLLIN not set
+            with pytest.raises(pyfuse3.FUSEError) as e:
+                await ops.read(fh, 0, 4096)
+            assert e.value.errno == errno.EAGAIN
             await ops.write(fh, 0, b"ECHO text=queued\n")  # answered after the wait, in order
             await trio.sleep(0.4)
             assert Waker.notified == 1
@@ -169,8 +171,66 @@ def test_a_long_wait_returns_the_write_and_answers_later(monkeypatch: pytest.Mon
     run(main)
 
 
+async def _node_ino(ops: Operations) -> int:
+    dev = (await ops.lookup(ROOT_INO, b"dev", Ctx())).st_ino
+    dri = (await ops.lookup(dev, b"dri", Ctx())).st_ino
+    return (await ops.lookup(dri, b"renderD128", Ctx())).st_ino
+
+
+def test_blocked_reads_are_capped_and_never_hold_other_requests() -> None:
+    """Past MAX_BLOCKED_READS waiting readers, one more read is EAGAIN at once, and other requests are answered meanwhile."""
+    ops, tree, device = make_ops()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            ops.start(nursery)
+            until = device.clock.now_ns() + 2_000_000_000
+            fhs = []
+            for _ in range(waits.MAX_BLOCKED_READS + 1):
+                fh, _ = await open_node(ops)
+                await ops.write(fh, 0, f"WAIT until={until}\n".encode())
+                fhs.append(fh)
+            for fh in fhs[:-1]:
+                nursery.start_soon(ops.read, fh, 0, 4096)
+            await trio.sleep(0.05)
+            assert ops._blocked_reads == waits.MAX_BLOCKED_READS
+            with pytest.raises(pyfuse3.FUSEError) as e:
+                await ops.read(fhs[-1], 0, 4096)
+            assert e.value.errno == errno.EAGAIN
+            assert (await ops.getattr(ROOT_INO, Ctx())).st_ino == ROOT_INO
+            ops.stop()
+
+    run(main)
+
+
+def test_a_signal_interrupts_a_blocked_read_with_eintr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal pending in the file's holder ends the blocked read: the waiting request answers EINTR, the next one runs."""
+    ops, _, device = make_ops()
+    pending = {"mask": 0}
+    monkeypatch.setattr(waits, "pending_signals", lambda pid, proc="/proc": pending["mask"])
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            ops.start(nursery)
+            fh, _ = await open_node(ops)
+            await ops.write(fh, 0, f"WAIT until={device.clock.now_ns() + 30_000_000_000}\nECHO text=after\n".encode())
+
+            async def signal_later() -> None:
+                await trio.sleep(0.1)
+                pending["mask"] = 1 << 13  # SIGPIPE, say
+
+            nursery.start_soon(signal_later)
+            reply = await ops.read(fh, 0, 4096)
+            assert reply.startswith(b"error EINTR "), reply
+            pending["mask"] = 0
+            assert await ops.read(fh, 0, 4096) == b"ok text=after\n"
+            ops.stop()
+
+    run(main)
+
+
 def test_stop_ends_every_wait() -> None:
-    """stop() (before pyfuse3.terminate) releases a write waiting for the clock at once."""
+    """stop() (before pyfuse3.terminate) releases a read waiting for the clock at once."""
     ops, _, device = make_ops()
 
     async def main() -> None:
@@ -178,9 +238,9 @@ def test_stop_ends_every_wait() -> None:
             ops.start(nursery)
             fh, _ = await open_node(ops)
             nursery.start_soon(_stop_later, ops)
-            start = time.monotonic()
             await ops.write(fh, 0, f"WAIT until={device.clock.now_ns() + 30_000_000_000}\n".encode())
-            assert time.monotonic() - start < 2
+            with trio.fail_after(2):
+                await ops.read(fh, 0, 4096)
 
     run(main)
 

@@ -739,8 +739,10 @@ def test_stream_over_long_line_is_reported_once():
     stream = RequestStream(max_line=8)
     assert stream.feed(b"A\n" + b"x" * 9 + b"\nB\n") == [b"A", LINE_TOO_LONG, b"B"]
     assert stream.feed(b"x" * 8 + b"\n") == [b"x" * 8]
-    assert stream.feed(b"y" * 100) == [LINE_TOO_LONG]
-    assert stream.feed(b"C\n") == []  # the over-long line ran on to this newline
+    assert stream.feed(b"y" * 100) == [LINE_TOO_LONG]  # a write without a newline ends its line
+    assert stream.feed(b"C\n") == [b"C"]  # so the next line is not swallowed
+    assert stream.feed(b"z" * 4096) == [LINE_TOO_LONG]  # a whole block: the line goes on
+    assert stream.feed(b"more\n") == []
     assert stream.feed(b"D\n") == [b"D"]
 
 
@@ -760,9 +762,9 @@ def test_stream_over_long_tail_is_discarded_up_to_the_next_newline():
     assert stream.pending == 0
     assert stream.feed(b"x" * 50 + b"\nB\n") == [b"B"]
     assert stream.feed(b"A\n" + b"x" * 9) == [b"A", LINE_TOO_LONG]
-    assert stream.feed(b"rest without newline") == []
-    assert stream.feed(b"C") == []
-    assert stream.feed(b"\nD\n") == [b"D"]
+    assert stream.feed(b"rest without newline") == []  # ends the discarded line
+    assert stream.feed(b"C") == [b"C"]
+    assert stream.feed(b"D\n") == [b"D"]
 
 
 def test_stream_line_over_long_across_writes_is_reported():

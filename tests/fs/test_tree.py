@@ -61,7 +61,7 @@ def static_paths() -> list[tuple[str, Kind]]:
         variants = [{}] if not any(k in row.path for k in ("{node}", "{minor}", "{kind}")) else \
             [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
         for v in variants:
-            out.append((row.path.format(pdev=PDEV, **v), row.kind))
+            out.append((row.path.format(pdev=PDEV, driver="panfrost", **v), row.kind))
     return out
 
 

@@ -6,7 +6,7 @@ when matplotlib is installed (``pip install -e .[bench]``), ``bench-results/memo
 comparing the bookkeeping of sparse and dense heaps.
 
 Parts (see each module): 1 :mod:`.memory`, 2 and 4 (engine) :mod:`.speed`, 3, 4 (mount)
-and 5 :mod:`.mounted`. Every comparison is a ratio measured side by side in this run.
+and 5 :mod:`.mounted`, 6 :mod:`.bridge` (one intercepted call under ``--run``). Every comparison is a ratio measured side by side in this run.
 ``--quick`` runs every part at small sizes (what the smoke test does); ``--only`` picks
 parts.
 """
@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from vdrm.bench import memory, mounted, speed
+from vdrm.bench import bridge, memory, mounted, speed
 from vdrm.bench.common import ROOT, machine, pin_clients
 
-PARTS = ("memory", "engine", "mount", "scale", "concurrency")
+PARTS = ("memory", "engine", "mount", "scale", "concurrency", "bridge")
 
 # Targets of issues 6 and 11.
 TARGET_FDINFO_OVER_CEILING = 2.0
@@ -83,6 +83,9 @@ def run(parts: tuple[str, ...] = PARTS, *, quick: bool = False,
         results["concurrency"] = step("5 concurrency", lambda: mounted.concurrency(
             processes=(1, 2) if quick else (1, 2, 8, 32), seconds=0.3 if quick else 1.5,
             repeats=1 if quick else 3))
+    if "bridge" in parts:
+        results["bridge"] = step("6 process bridge", lambda: bridge.run(
+            calls=200 if quick else 5000, repeats=1 if quick else 3))
     results["targets"] = targets(results)
     return results
 
@@ -208,6 +211,13 @@ def table(r: dict[str, Any]) -> str:
         for n, v in r["concurrency"].items():
             lines.append(f"  {n:>4}{v['rate']:>12.0f}{v['reference_rate']:>12.0f}{v['ratio']:>8.2f}"
                          f"{v['vs_one_process']:>13.2f}")
+    if "bridge" in r:
+        b = r["bridge"]
+        lines += ["", "6. Process bridge: one call under mount.py --run (Python probe, best of runs)",
+                  f"  {'call':<40}{'us':>9}{'added us':>10}"]
+        for key, us in b["under_runner_us"].items():
+            added = b["added_us"].get(key)
+            lines.append(f"  {key:<40}{us:>9.1f}{'' if added is None else f'{added:10.1f}'}")
     if r.get("targets"):
         lines += ["", "Targets"]
         for t in r["targets"]:

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from vdrm.drm import auth
 from vdrm.drm.file import DrmFile
+from vdrm.drm.limits import Limits
 from vdrm.drm.vma_manager import VmaOffsetManager
-from vdrm.errors import InvalidArgument, KernelBug
+from vdrm.errors import InvalidArgument, KernelBug, TooManyFiles
 
 if TYPE_CHECKING:
     from vdrm.drm.auth import DrmMaster
@@ -104,10 +105,13 @@ class DrmDevice:
         clock: "Clock",
         log: "KernelLog",
         client_ids: ClientIdCounter | None = None,
+        limits: Limits | None = None,
         ioctls: "Mapping[str, Any] | None" = None,
         unique: str = "",
     ):
         self.driver = driver
+        self.limits = limits or Limits()
+        self.label_bytes = 0  # bytes of BO labels held device-wide (limits.label_bytes)
         self.pages = pages
         self.clock = clock
         self.log = log
@@ -136,6 +140,9 @@ class DrmDevice:
         """
         if minor not in self.minors:
             raise InvalidArgument(f"no DRM minor {minor} on this device (have {self.minors})")
+        if len(self.files) >= self.limits.clients:
+            raise TooManyFiles(f"{len(self.files)} DRM clients are open, the daemon's limit "
+                               "(--max-clients)")
         file = DrmFile(self, minor, self.client_ids.next(), pid=pid, comm=comm, uid=uid)
         self.driver.open(file)
         if minor == PRIMARY_MINOR:

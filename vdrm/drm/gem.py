@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING, Iterator
 
-from vdrm.errors import InvalidArgument, KernelBug, NoEntry
+from vdrm.errors import InvalidArgument, KernelBug, NoEntry, NoSpace
 from vdrm.mm.page_alloc import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -160,7 +160,13 @@ class HandleTable:
 
 
 def handle_create(file: "DrmFile", obj: GemObject) -> int:
-    """drm_gem_handle_create: a new handle in ``file`` holding one reference to ``obj``."""
+    """drm_gem_handle_create: a new handle in ``file`` holding one reference to ``obj``.
+
+    NoSpace when the file already holds the daemon's limit of handles (its id space)."""
+    cap = file.dev.limits.bos_per_client
+    if len(file.handles) >= cap:
+        raise NoSpace(f"this client holds {len(file.handles)} GEM handles, the daemon's limit "
+                      "(--max-bos-per-client)")
     obj.get()
     obj.handle_count += 1
     handle = file.handles.alloc(obj)

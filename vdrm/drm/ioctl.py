@@ -1,6 +1,6 @@
 """The ioctl table (``struct drm_ioctl_desc``), the one dispatch, and ``drm_ioctl()``.
 
-Mirrors ``drivers/gpu/drm/drm_ioctl.c`` (6.6 .. 6.18): the core ioctls, the permission
+Mirrors ``drivers/gpu/drm/drm_ioctl.c`` (6.6 .. 7.0): the core ioctls, the permission
 check (``drm_ioctl_permit``), and the binary entry point that decodes a request number.
 
 **One declaration, two doors.** Each ioctl is one :class:`Ioctl`: its name, its typed

@@ -6,9 +6,15 @@ from the options, mounts the tree with pyfuse3 (``fsname=vdrm``, ``default_permi
 then unmounts. ``--daemon`` forks first and returns once the mount is ready; the exit
 status says whether it is (the child reports readiness, or its error, through a pipe).
 
-A mount point left behind by a daemon that died without unmounting (SIGKILL) answers
-ENOTCONN; it is detected in ``/proc/self/mountinfo`` and lazily unmounted, with a
-message, before mounting again. A live mount is never taken over.
+A mount point left behind by a daemon that died without unmounting (SIGKILL) is found in
+``/proc/self/mountinfo`` and its connection probed with ``statfs(2)``, which FUSE never
+caches: a dead connection answers ENOTCONN at once, even while the kernel's attribute
+cache still answers ``stat`` for up to 300 s (the daemon's static entries). A stale vdrm
+mount is then lazily unmounted, with a message, before mounting again. A live mount is
+never taken over; neither is one whose daemon does not answer the probe within
+:data:`PROBE_TIMEOUT` seconds (stopped or hung: the message gives the connection's
+``/sys/fs/fuse/connections/<dev>/waiting`` count where fusectl is mounted, and
+``echo 1 > .../abort`` is the way to end it).
 
 ``--run [options] -- COMMAND ARGS...`` mounts on a private temporary directory instead
 and runs COMMAND in a private mount namespace that shows the emulated device in place of
@@ -30,6 +36,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 from typing import Callable, Sequence
 
@@ -37,8 +44,11 @@ import pyfuse3
 import trio
 
 from vdrm.drm import grammar
+from vdrm.drm.limits import Limits
 from vdrm.errors import InvalidArgument, VdrmError
+from vdrm.fs import bridge as fs_bridge
 from vdrm.fs.operations import Operations, send_invalidations
+from vdrm.fs.permissions import NodeAccess, group_id
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
 from vdrm.kernel.releases import parse_release, release_name
@@ -51,6 +61,8 @@ from vdrm.scenario.run import Scenario
 log = logging.getLogger("vdrm")
 
 MNT_DETACH = 2
+PROBE_TIMEOUT = 2.0  # seconds a live daemon has to answer the statfs probe
+FUSECTL = "/sys/fs/fuse/connections"
 MOUNT_OPTIONS = frozenset({"fsname=vdrm", "subtype=vdrm", "default_permissions", "allow_other"})
 MAX_TASKS = 32  # pyfuse3 worker tasks; fewer is faster, each waiting write holds one
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -110,6 +122,33 @@ def _positive(text: str) -> int:
     return value
 
 
+def _mode(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 0660")
+    return value
+
+
+def _group(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    gid = group_id(text, -1)
+    if gid < 0:
+        raise argparse.ArgumentTypeError(f"no group {text!r} on this host")
+    return gid
+
+
+def node_access(args: argparse.Namespace) -> NodeAccess:
+    """The DRM nodes' modes and groups the options ask for."""
+    default = NodeAccess.udev_default()
+    return NodeAccess(card_mode=getattr(args, "card_mode", default.card_mode),
+                      card_gid=getattr(args, "card_group", default.card_gid),
+                      render_mode=default.render_mode, render_gid=default.render_gid)
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = DeviceConfig()
     newest = release_name(PANFROST.newest)
@@ -123,7 +162,8 @@ the tree, relative to MOUNTPOINT:
   dev/dri/card0, dev/dri/renderD128     each open is a new DRM client; write request
                                         lines, read one reply line per request
   dev/dri-nodes/{{card0,renderD128}}      the same nodes as character devices 226:N, for
-                                        stat only (--run binds this directory at /dev/dri)
+                                        stat only (--run binds dev/dri at /dev/dri, and
+                                        its process bridge makes those nodes 226:N)
   proc/<pid>/fd/<n>, fdinfo/<n>         every real process holding a vdrm fd
   proc/<pid>/{{stat,status,comm,cmdline}}
   sys/class/drm/{{card0,renderD128}}      -> sys/devices/platform/<pdev>/drm/...
@@ -182,6 +222,26 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
                              "proc/ beside the real ones, its [device] table replaces the device "
                              "options above, and the clock is virtual (advance it through "
                              "sys/kernel/debug/dri/128/vdrm-clock or the ADVANCE request)")
+    limits, access = Limits(), NodeAccess.udev_default()
+    caps = parser.add_argument_group("limits (see vdrm/drm/limits.py) and permissions")
+    caps.add_argument("--max-clients", type=_positive, default=limits.clients, metavar="N",
+                      help=f"open DRM clients at most; one more open(2) is EMFILE (default {limits.clients})")
+    caps.add_argument("--max-bos", type=_positive, default=limits.bos, metavar="N",
+                      help=f"BOs on the device at most; CREATE_BO past it is ENOMEM (default {limits.bos})")
+    caps.add_argument("--max-bos-per-client", type=_positive, default=limits.bos_per_client, metavar="N",
+                      help=f"GEM handles per client; one more is ENOSPC (default {limits.bos_per_client})")
+    caps.add_argument("--max-jobs-per-client", type=_positive, default=limits.jobs_per_client, metavar="N",
+                      help=f"jobs in flight per client; SUBMIT past it is ENOMEM (default {limits.jobs_per_client})")
+    caps.add_argument("--max-label-bytes", type=parse_size, default=limits.label_bytes, metavar="SIZE",
+                      help=f"bytes of BO labels on the device; SET_LABEL_BO past it is ENOMEM "
+                           f"(default {limits.label_bytes >> 20}M)")
+    caps.add_argument("--reply-bytes", type=parse_size, default=limits.reply_bytes, metavar="SIZE",
+                      help="unread replies kept per open file; older ones become one ENOBUFS line "
+                           f"(default {limits.reply_bytes >> 10}K)")
+    caps.add_argument("--card-mode", type=_mode, default=access.card_mode, metavar="MODE",
+                      help=f"dev/dri/card0's mode, octal (default {access.card_mode:04o}, as udev sets it)")
+    caps.add_argument("--card-group", type=_group, default=access.card_gid, metavar="GROUP",
+                      help="dev/dri/card0's group, a name or gid (default video)")
     daemon = parser.add_argument_group("the daemon")
     daemon.add_argument("--daemon", action="store_true",
                         help="detach; return once the mount is ready (exit status says whether it is)")
@@ -212,7 +272,12 @@ def build_config(args: argparse.Namespace) -> DeviceConfig:
     return DeviceConfig(kernel=args.kernel, heap_backing=args.heap_backing, ram_size=args.ram,
                         as_slots=args.as_slots, clock=args.clock, seed=args.seed,
                         fragmentation=args.fragmentation, first_client_id=args.first_client_id,
-                        profiling=args.profiling)
+                        profiling=args.profiling, owner_uid=os.getuid(),
+                        limits=Limits(clients=args.max_clients, bos=args.max_bos,
+                                      bos_per_client=args.max_bos_per_client,
+                                      label_bytes=args.max_label_bytes,
+                                      jobs_per_client=args.max_jobs_per_client,
+                                      reply_bytes=args.reply_bytes))
 
 
 # -- mount table -----------------------------------------------------------------------
@@ -224,14 +289,48 @@ def _unescape(field: str) -> str:
 
 def mounts_at(mountpoint: str) -> list[tuple[str, str]]:
     """``(fstype, source)`` of every mount stacked on ``mountpoint``, oldest first."""
+    return [(fstype, source) for fstype, source, _ in _mounts_at(mountpoint)]
+
+
+def _mounts_at(mountpoint: str) -> list[tuple[str, str, str]]:
+    """``(fstype, source, "major:minor")`` of every mount stacked on ``mountpoint``."""
     found = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             head, _, tail = line.partition(" - ")
             fields, rest = head.split(" "), tail.split(" ")
             if len(fields) > 4 and len(rest) > 1 and _unescape(fields[4]) == mountpoint:
-                found.append((rest[0], _unescape(rest[1])))
+                found.append((rest[0], _unescape(rest[1]), fields[2]))
     return found
+
+
+def probe_connection(mountpoint: str, timeout: float = PROBE_TIMEOUT) -> int | None:
+    """``statfs`` the mount: None if its daemon answered, the errno if it failed
+    (ENOTCONN: the daemon is gone), ETIMEDOUT if it did not answer in ``timeout`` s."""
+    import threading
+
+    result: list[int | None] = []
+
+    def probe() -> None:
+        try:
+            os.statvfs(mountpoint)
+            result.append(None)
+        except OSError as e:
+            result.append(e.errno)
+
+    thread = threading.Thread(target=probe, name="vdrm-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return result[0] if result else errno.ETIMEDOUT
+
+
+def _waiting(dev: str) -> str:
+    """What fusectl says of connection ``dev`` ("0:40" -> connections/40/waiting)."""
+    try:
+        with open(f"{FUSECTL}/{dev.partition(':')[2]}/waiting") as f:
+            return f"{f.read().strip()} requests waiting in {FUSECTL}/{dev.partition(':')[2]}"
+    except OSError:
+        return "fusectl not mounted"
 
 
 def _umount_lazy(path: str) -> None:
@@ -248,16 +347,18 @@ def recover_stale(mountpoint: str, say: Callable[[str], None]) -> bool:
     some other filesystem.
     """
     recovered = False
-    while mounts_at(mountpoint):
-        fstype, source = mounts_at(mountpoint)[-1]
-        try:
-            os.stat(mountpoint)
-        except OSError as e:
-            if e.errno != errno.ENOTCONN:
-                raise MountError(f"{mountpoint}: {e.strerror}") from None
-        else:
+    while _mounts_at(mountpoint):
+        fstype, source, dev = _mounts_at(mountpoint)[-1]
+        failed = probe_connection(mountpoint)
+        if failed is None:
             raise MountError(f"{mountpoint} is already a mount point ({fstype} {source}); "
                              "is another vdrm serving it?")
+        if failed == errno.ETIMEDOUT:
+            raise MountError(f"{mountpoint} is a {fstype} mount whose daemon does not answer "
+                             f"({_waiting(dev)}); stopped or hung? (write 1 to its fusectl abort, "
+                             "then umount -l)")
+        if failed != errno.ENOTCONN:
+            raise MountError(f"{mountpoint}: {os.strerror(failed)}")
         if source != "vdrm":
             raise MountError(f"{mountpoint} holds a stale {fstype} mount of {source}, not vdrm's; "
                              "unmount it yourself (umount -l)")
@@ -273,10 +374,13 @@ def recover_stale(mountpoint: str, say: Callable[[str], None]) -> bool:
 
 def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = lambda: None,
           scenario: Scenario | None = None, *, all_pids: bool = False,
-          options: frozenset[str] = MOUNT_OPTIONS) -> None:
+          options: frozenset[str] = MOUNT_OPTIONS, bridge: "socket.socket | None" = None,
+          access: NodeAccess | None = None) -> None:
     """Mount ``device``'s tree at ``mountpoint`` and serve until a signal; then unmount.
 
     ``all_pids``: every real process in ``proc/`` (the namespace runner's tree).
+    ``bridge``: a socket on which the runner's COMMAND sends its seccomp listener; its
+    intercepted calls are then answered here (:mod:`vdrm.fs.bridge`).
     """
     procfs: ProcessTable | ScenarioProcessTable
     procfs = ProcessTable(lambda ino: tree.is_open_ino(ino), mountpoint=mountpoint, all_pids=all_pids)
@@ -284,7 +388,9 @@ def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = l
         # An unprivileged runner's user must be able to enter the emulated processes' fd/.
         owner = (os.getuid(), os.getgid()) if all_pids and os.getuid() != 0 else None
         procfs = ScenarioProcessTable(procfs, scenario, owner=owner)
-    tree = Tree(device, procfs, all_pids=all_pids)
+    if access is None and all_pids:  # --run serves one user's tool: both nodes theirs to open
+        access = NodeAccess(card_mode=0o666, render_mode=0o666)
+    tree = Tree(device, procfs, all_pids=all_pids, access=access)
     ops = Operations(tree, notify=send_invalidations)
     try:
         pyfuse3.init(ops, mountpoint, set(options))
@@ -303,9 +409,12 @@ def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = l
             with trio.open_signal_receiver(*_SIGNALS) as signals:
                 nursery.start_soon(session)
                 await trio.lowlevel.checkpoint()
+                supervisor = fs_bridge.start(bridge, tree, mountpoint, nursery) if bridge is not None else None
                 ready()
                 async for signum in signals:
                     log.info("%s: unmounting %s", signal.Signals(signum).name, mountpoint)
+                    if supervisor is not None:
+                        supervisor.stop()
                     ops.stop()
                     pyfuse3.terminate()
                     break
@@ -387,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.daemon:
         return _daemonize(mountpoint, device, args, scenario)
     try:
-        serve(mountpoint, device, scenario=scenario)
+        serve(mountpoint, device, scenario=scenario, access=node_access(args))
     except MountError as e:
         print(f"vdrm: {e}", file=sys.stderr)
         return 1
@@ -483,7 +592,7 @@ def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace
 
     def run(ready: Callable[[], None]) -> None:
         _setup_logging(args.log_level, args.log_file, quiet=True)
-        serve(mountpoint, device, ready, scenario)
+        serve(mountpoint, device, ready, scenario, access=node_access(args))
 
     pid, why = fork_daemon(run)
     if pid is None:

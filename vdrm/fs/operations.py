@@ -9,12 +9,22 @@ answer into pyfuse3's types. This is the one edge where errors are converted:
   may leave a pyfuse3 handler, or the whole mount dies.
 
 Engine calls are synchronous, so each handler's work is atomic with respect to the
-other trio tasks. The one request that waits is a DRM request the engine cannot answer
-yet (``WouldBlock``: WAIT_BO on the real clock): a background task sleeps until the
-device clock gets there and answers it; the ``write(2)`` that carried it waits for the
-answer, like the blocking ioctl, but at most :data:`MAX_WRITE_BLOCK` seconds (pyfuse3
-ignores FUSE_INTERRUPT, so a client blocked in a request cannot even be killed). Reads
-never wait.
+other trio tasks.
+
+The blocking model (:mod:`vdrm.fs.waits`). Every handler but one answers at once. The
+one request that waits is a DRM request the engine cannot answer yet (``WouldBlock``:
+WAIT_BO on the real clock). Its ``write(2)`` returns at once; a background task sleeps
+until the device clock gets there and queues the reply (waking poll(2)). What blocks is
+the ``read(2)`` of that reply, as the ioctl would: only the caller waits, and only while
+a request of its open is still waiting for the clock (an empty queue with nothing
+pending reads as end-of-file, as before). A blocked read holds one of pyfuse3's worker
+tasks, so at most :data:`~vdrm.fs.waits.MAX_BLOCKED_READS` reads block at once; one more
+(and any read of a file opened ``O_NONBLOCK``) answers ``EAGAIN`` at once: poll(2) for
+POLLIN instead. pyfuse3 ignores FUSE_INTERRUPT, so a blocked read looks every
+:data:`~vdrm.fs.waits.SIGNAL_POLL` seconds for a signal pending in the processes holding
+the file; if one is, the waiting request is interrupted: its reply becomes
+``error EINTR`` (the kernel's ERESTARTSYS seen by a caller whose handler does not
+restart), which the read returns, so a SIGKILLed waiter dies at once.
 
 The kernel's cache (:mod:`vdrm.fs.cache`): ``flush`` is the close hook (FUSE sends it on
 every ``close(2)`` of an fd, after the fd left the table); writes, releases and FLUSH of a
@@ -30,17 +40,17 @@ import errno
 import functools
 import itertools
 import logging
+import os
 from typing import Any, Awaitable, Callable, Sequence
 
 import pyfuse3
 import trio
 
 from vdrm.errors import VdrmError
+from vdrm.fs import waits
 from vdrm.fs.tree import Caller, DirEntry, DrmOpen, OpenFile, Stat, Tree
 
 log = logging.getLogger(__name__)
-
-MAX_WRITE_BLOCK = 10.0  # seconds a write(2) may wait for its requests' answers
 
 
 def _attributes(st: Stat) -> pyfuse3.EntryAttributes:
@@ -122,7 +132,11 @@ class Operations(pyfuse3.Operations):
         self._handles = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._stopping: trio.Event | None = None
-        self._answered: dict[DrmOpen, trio.Event] = {}  # requests waiting for the clock
+        self._answered: dict[DrmOpen, trio.Event] = {}  # set when the handle waits no more
+        self._progress: dict[DrmOpen, trio.Event] = {}  # set whenever a waited reply is queued
+        self._sleeps: dict[DrmOpen, trio.CancelScope] = {}
+        self._nonblocking: set[int] = set()  # fhs opened with O_NONBLOCK
+        self._blocked_reads = 0
 
     def start(self, nursery: trio.Nursery) -> None:
         """Call inside trio before serving: background waits run in ``nursery``."""
@@ -140,7 +154,7 @@ class Operations(pyfuse3.Operations):
 
     @_edge
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return _attributes(self.tree.lookup(parent_inode, _name(name)))
+        return _attributes(self.tree.lookup(parent_inode, _name(name), Caller(ctx.pid, ctx.uid, ctx.gid)))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         try:
@@ -178,7 +192,7 @@ class Operations(pyfuse3.Operations):
     @_edge
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         fh = next(self._handles)
-        self._dirs[fh] = (self.tree.listdir(inode), self.tree.cache.epoch)
+        self._dirs[fh] = (self.tree.listdir(inode, Caller(ctx.pid, ctx.uid, ctx.gid)), self.tree.cache.epoch)
         return fh
 
     @_edge
@@ -207,12 +221,18 @@ class Operations(pyfuse3.Operations):
         file = self.tree.open(inode, flags, Caller(ctx.pid, ctx.uid, ctx.gid))
         fh = next(self._handles)
         self._files[fh] = file
+        if flags & os.O_NONBLOCK:
+            self._nonblocking.add(fh)
         await self._notify()
         return pyfuse3.FileInfo(fh=fh, direct_io=file.direct_io, keep_cache=file.keep_cache)
 
     @_edge
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return self._files[fh].read(off, size)
+        file = self._files[fh]
+        data = file.read(off, size)
+        if data or not isinstance(file, DrmOpen) or file not in self._answered:
+            return data
+        return await self._read_waited(fh, file, off, size)
 
     @_edge
     async def write(self, fh: int, off: int, buf: bytes) -> int:
@@ -220,7 +240,7 @@ class Operations(pyfuse3.Operations):
         try:
             written = file.write(off, buf)
             if isinstance(file, DrmOpen):
-                await self._answer(file)
+                self._answer(file)
         finally:  # even a refused store or request may have changed something
             self.tree.changed()
             await self._notify()
@@ -241,6 +261,7 @@ class Operations(pyfuse3.Operations):
     @_edge
     async def release(self, fh: int) -> None:
         file = self._files.pop(fh, None)
+        self._nonblocking.discard(fh)
         if file is not None:
             file.release()
             await self._notify()
@@ -273,34 +294,63 @@ class Operations(pyfuse3.Operations):
 
     # -- waiting for the device clock ----------------------------------------------------
 
-    async def _answer(self, handle: DrmOpen) -> None:
-        """Answer ``handle``'s requests; wait (bounded) if one must wait for the clock."""
-        done = self._answered.get(handle)
-        if done is None:
-            until = handle.answer()
-            if until is None:
-                return
-            if self._nursery is None or self._stopping is None:
-                raise RuntimeError("Operations.start() was not called")
-            done = self._answered[handle] = trio.Event()
-            self._nursery.start_soon(self._answer_later, handle, until, done)
-        with trio.move_on_after(MAX_WRITE_BLOCK):
-            await done.wait()
+    def _answer(self, handle: DrmOpen) -> None:
+        """Answer ``handle``'s requests; one that must wait is answered by a background task."""
+        if handle in self._answered:
+            return  # a background task answers this handle's requests in order
+        until = handle.answer()
+        if until is None:
+            return
+        if self._nursery is None or self._stopping is None:
+            raise RuntimeError("Operations.start() was not called")
+        self._answered[handle] = trio.Event()
+        self._progress[handle] = trio.Event()
+        self._nursery.start_soon(self._answer_later, handle, until)
 
-    async def _answer_later(self, handle: DrmOpen, until: int | None, done: trio.Event) -> None:
+    async def _answer_later(self, handle: DrmOpen, until: int | None) -> None:
         assert self._stopping is not None
         clock = self.tree.device.clock
         try:
             while until is not None and not handle.released:
-                with trio.move_on_after(max(0.0, (until - clock.now_ns()) / 1e9)):
-                    await self._stopping.wait()
+                with trio.CancelScope() as scope:
+                    self._sleeps[handle] = scope
+                    with trio.move_on_after(max(0.0, (until - clock.now_ns()) / 1e9)):
+                        await self._stopping.wait()
+                self._sleeps.pop(handle, None)
                 if self._stopping.is_set():
                     break
                 until = handle.answer()
+                self._progress.pop(handle).set()
+                self._progress[handle] = trio.Event()
                 self.tree.changed()
                 await self._notify()
         except Exception:
             log.exception("request failed: answering client %d after a wait", handle.file.client_id)
         finally:
+            self._sleeps.pop(handle, None)
             del self._answered[handle]
-            done.set()
+            self._progress.pop(handle).set()
+
+    async def _read_waited(self, fh: int, handle: DrmOpen, off: int, size: int) -> bytes:
+        """A read of a reply still waiting for the clock: block (bounded), or EAGAIN."""
+        if fh in self._nonblocking or self._blocked_reads >= waits.MAX_BLOCKED_READS:
+            raise pyfuse3.FUSEError(errno.EAGAIN)
+        assert self._stopping is not None
+        self._blocked_reads += 1
+        watch = waits.SignalWatch(self.tree.procfs, handle.ino, handle.file.pid)
+        try:
+            while True:
+                data = handle.read(off, size)
+                progress = self._progress.get(handle)
+                if data or progress is None or handle.released or self._stopping.is_set():
+                    return data
+                with trio.move_on_after(waits.SIGNAL_POLL):
+                    await progress.wait()
+                if not progress.is_set() and watch.interrupted():
+                    handle.interrupt()
+                    scope = self._sleeps.get(handle)
+                    if scope is not None:
+                        scope.cancel()  # the next request may wait for another time
+                    return handle.read(off, size)
+        finally:
+            self._blocked_reads -= 1

@@ -384,12 +384,18 @@ class ScenarioProcessTable:
             return proc.cmdline_bytes()
         if name == "comm":
             return (proc.comm + "\n").encode()
-        if name in ("stat", "status"):
-            return {"stat": proc.stat, "status": proc.status}[name]().encode()
+        render = _EMULATED_FILES.get(name)
+        if render is not None:
+            text = render(proc)
+            return text if isinstance(text, bytes) else text.encode()
         if name in _EMULATED_AS_DAEMON:  # all_pids copies: the daemon's own, as plausible values
             return self.real.read(os.getpid(), name)
-        return b""  # environ, maps, io ...: an emulated process has none
+        return b""  # maps, wchar ...: an emulated process maps nothing
 
 
+# The files an emulated process renders itself, in their kernel formats.
+_EMULATED_FILES: dict[str, Callable[[Any], "str | bytes"]] = {
+    "stat": lambda p: p.stat(), "status": lambda p: p.status(), "statm": lambda p: p.statm(),
+    "io": lambda p: p.io(), "environ": lambda p: p.environ(), "cgroup": lambda p: p.cgroup()}
 # all_pids files an emulated process shows as the daemon's own (it has no real ones).
-_EMULATED_AS_DAEMON = ("mounts", "mountinfo", "cgroup", "limits")
+_EMULATED_AS_DAEMON = ("mounts", "mountinfo", "limits")

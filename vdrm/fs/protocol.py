@@ -68,6 +68,8 @@ from vdrm.drm.ioctl import build_table as _build_engine_table
 from vdrm.errors import InvalidArgument, KernelBug, VdrmError, WouldBlock
 
 MAX_LINE = 4096  # bytes in one request, without its newline
+BLOCK_BYTES = 4096  # a write without a newline of a multiple of this is a line that goes on
+CHUNK_BYTES = 64 << 10  # ...and so is one this long (a FUSE chunk of an unaligned large write)
 REPLY_QUEUE_BYTES = 1 << 20  # unread replies kept per open file
 
 LINE_TOO_LONG = b"\0line too long"
@@ -476,16 +478,21 @@ class RequestStream:
     The rule, for what shell tools and stdio do:
 
     * every ``\\n`` ends a line, so one write may carry several requests;
-    * a write without any ``\\n`` ends its line too, so ``printf 'VERSION'`` is a request;
+    * a write without any ``\\n`` ends its line too, so ``printf 'VERSION'`` is a request,
+      unless its length is a multiple of :data:`BLOCK_BYTES` (4 KiB) or at least
+      :data:`CHUNK_BYTES` (64 KiB): stdio flushes such blocks and FUSE cuts a large
+      ``write(2)`` into WRITE requests of up to 128 KiB, so such a write is the start of
+      a line that goes on;
     * a write that carries a ``\\n`` but does not end with one was cut by a buffered writer
       (stdio flushes 4 KiB blocks, ``cat`` 128 KiB ones): its tail is held and the next
       write completes it. :meth:`close` hands back a tail nobody completed.
 
     A line longer than ``max_line`` is yielded once as :data:`LINE_TOO_LONG` (which
-    :func:`handle` answers with EINVAL) and the rest of it is discarded up to the next
-    ``\\n``, across writes: FUSE cuts one large ``write(2)`` into several WRITE requests
-    (128 KiB each), so an over-long write without a newline is the start of a line that
-    goes on, not a line of its own. At most ``max_line`` bytes are ever held.
+    :func:`handle` answers with EINVAL) and the rest of it is discarded up to where the
+    line ends (a ``\\n``, or a write without one that is not a whole block), so
+    ``printf 'A%.0s' {1..5000}`` is one EINVAL and the next line is answered. At most
+    ``max_line`` bytes are ever held. One stream serves one writer: the I/O layer keeps a
+    stream per writing thread where it can name it.
     """
 
     def __init__(self, max_line: int = MAX_LINE):
@@ -506,10 +513,10 @@ class RequestStream:
         *complete, tail = bytes(data).split(b"\n")
         for segment in complete:
             self._end_line(segment, lines)
-        if not complete and (self._discarding or len(self._partial) + len(tail) > self.max_line):
-            self._hold(tail, lines)  # an over-long line goes on until a newline
+        if not complete and (len(data) % BLOCK_BYTES == 0 or len(data) >= CHUNK_BYTES):
+            self._hold(tail, lines)  # a stdio block or a FUSE chunk: the line goes on
         elif not complete:
-            self._end_line(tail, lines)
+            self._end_line(tail, lines)  # a write without a newline ends its line
         elif tail:
             self._hold(tail, lines)
         return lines

@@ -13,8 +13,11 @@
    the tree over the system's directories (:data:`GRAFTS`):
 
    ==========================  ==========================================
-   ``/dev/dri``                ``dev/dri-nodes``: ``card0`` and ``renderD128`` as
-                               character devices 226:<minor> (stat only)
+   ``/dev/dri``                ``dev/dri``: ``card0`` and ``renderD128``, opened as on
+                               the mount (a new DRM client each); the process bridge
+                               makes them character devices 226:<minor> to ``stat``
+                               and answers their ``ioctl`` s (``dev/dri-nodes``, stat
+                               only, where the bridge cannot run)
    ``/sys/class/drm``          ``sys/class/drm``
    ``/sys/devices/platform/``  the GPU's platform device (``fde60000.gpu``), where the
    ``<pdev>``                  ``sys/class/drm`` links lead
@@ -28,6 +31,10 @@
    is made in a tmpfs laid over its parent, into which every other entry of the parent
    is bound back (directories and files) or copied (symlinks). ``$VDRM_MOUNT`` names the
    mount point, whose ``dev/dri/renderD128`` COMMAND opens to be a DRM client itself;
+   Before ``exec`` it installs the process bridge's seccomp filter and sends its listener
+   to the daemon over a Unix socket pair made before both forks (:mod:`vdrm.bridge`,
+   :mod:`vdrm.fs.bridge`): COMMAND, its threads and its children then find the GPU with
+   libdrm, ``fstat`` it as a character device and call ``ioctl(2)`` on it;
 3. waits for COMMAND, stops the daemon (SIGTERM: it unmounts), removes the directory
    and returns COMMAND's exit status, or 128+N if a signal N killed it.
 
@@ -44,9 +51,8 @@ child, and the daemon keeps reading the host's ``/proc`` (its namespace has no g
 
 Limits, by design or not yet done:
 
-- ``/dev/dri`` inside holds stat-only nodes: a program that wants to be a DRM client
-  opens ``$VDRM_MOUNT/dev/dri/renderD128`` and speaks the request protocol. Tools that
-  find GPUs through DRM ioctls, libdrm or udev do not find this one.
+- Tools that find GPUs through udev do not find this one (libdrm's sysfs walk does).
+  The bridge's own limits are in :mod:`vdrm.bridge.supervisor` and the README.
 - ``/proc/<pid>/fd`` lists vdrm fds only, so ``/dev/stdin``, ``/dev/fd/<n>`` and bash's
   ``<(...)`` (links into ``/proc/self/fd``) do not resolve inside for other fds.
 - ``/proc/<pid>/{exe,cwd,root}`` are ordinary symlinks, and the per-process copies are
@@ -65,11 +71,14 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import stat
 import sys
 import tempfile
 import time
 from typing import TYPE_CHECKING, Callable, Sequence
+
+from vdrm.bridge import seccomp
 
 if TYPE_CHECKING:
     from vdrm.panfrost.device import PanfrostDevice
@@ -90,7 +99,7 @@ STOP_TIMEOUT = 10.0  # seconds the daemon gets to unmount after SIGTERM
 # The tree's directories grafted over the system's, in this order (/proc last: the
 # grafting reads the host's /proc). Paths relative to the mount point; {pdev} filled in.
 GRAFTS = (
-    ("dev/dri-nodes", "/dev/dri"),
+    ("dev/dri", "/dev/dri"),
     ("sys/class/drm", "/sys/class/drm"),
     ("sys/devices/platform/{pdev}", "/sys/devices/platform/{pdev}"),
     ("sys/kernel/debug", "/sys/kernel/debug"),
@@ -133,8 +142,11 @@ def bind(source: str, target: str, *, recursive: bool = False) -> None:
 # -- COMMAND's namespace ------------------------------------------------------------------
 
 
-def enter_namespace(mountpoint: str, pdev: str) -> None:
-    """Make this process's private mount namespace, with the device grafted in (child only)."""
+def enter_namespace(mountpoint: str, pdev: str, *, bridged: bool = True) -> None:
+    """Make this process's private mount namespace, with the device grafted in (child only).
+
+    ``bridged``: ``/dev/dri`` holds the mount's openable nodes (the bridge makes them
+    character devices to stat and ioctl); otherwise the stat-only ``dev/dri-nodes``."""
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
         unshare(CLONE_NEWNS)
@@ -149,6 +161,8 @@ def enter_namespace(mountpoint: str, pdev: str) -> None:
         _write("/proc/self/gid_map", f"0 {gid} 1")
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing of ours propagates to the host
     for source, target in GRAFTS:
+        if source == "dev/dri" and not bridged:
+            source = "dev/dri-nodes"
         graft(f"{mountpoint}/{source.format(pdev=pdev)}", target.format(pdev=pdev))
     _graft_char_links(mountpoint)
     bind("/proc/sys", f"{mountpoint}/proc/sys", recursive=True)  # carried along by the rbind
@@ -232,19 +246,29 @@ def run(command: Sequence[str], device: "PanfrostDevice", scenario: "Scenario | 
     mountpoint = os.path.join(base, "mnt")
     os.mkdir(mountpoint, 0o755)
     daemon = None
+    why_not = seccomp.supported()
+    if why_not:
+        print(f"vdrm: {why_not}: programs see /dev/dri for stat only (no open or ioctl)", file=sys.stderr)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if not why_not else (None, None)
     try:
-        daemon = _start_daemon(mountpoint, device, scenario, log_level, log_file)
+        daemon = _start_daemon(mountpoint, device, scenario, log_level, log_file, ours, theirs)
+        if ours is not None:
+            ours.close()
         if daemon is None:
             return EXIT_VDRM
-        return _run_command(command, mountpoint, device.platform_device)
+        return _run_command(command, mountpoint, device.platform_device, theirs)
     finally:
+        for end in (ours, theirs):
+            if end is not None:
+                end.close()
         if daemon is not None:
             _stop_daemon(daemon, mountpoint)
         shutil.rmtree(base, ignore_errors=True)
 
 
 def _start_daemon(mountpoint: str, device: "PanfrostDevice", scenario: "Scenario | None",
-                  log_level: str, log_file: str | None) -> int | None:
+                  log_level: str, log_file: str | None, bridge: socket.socket | None,
+                  other_end: socket.socket | None) -> int | None:
     """Fork the daemon; its pid once the mount is ready, None (after saying why) if not.
 
     It runs in its own session (the terminal's Ctrl-C is COMMAND's, not the daemon's),
@@ -261,10 +285,14 @@ def _start_daemon(mountpoint: str, device: "PanfrostDevice", scenario: "Scenario
             # where /dev/fuse is not open to users); it allows allow_other only by
             # /etc/fuse.conf, and COMMAND runs as this same user anyway.
             options = (options - {"allow_other"}) | {"auto_unmount"}
-        _daemon.serve(mountpoint, device, ready, scenario, all_pids=True, options=options)
+        _daemon.serve(mountpoint, device, ready, scenario, all_pids=True, options=options, bridge=bridge)
 
-    pid, why = _daemon.fork_daemon(
-        run, keep_stderr=True, in_child=lambda: _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0))
+    def in_child() -> None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if other_end is not None:
+            other_end.close()  # the daemon must see EOF if COMMAND never sends its listener
+
+    pid, why = _daemon.fork_daemon(run, keep_stderr=True, in_child=in_child)
     if pid is None:
         print(f"vdrm: cannot mount: {why}", file=sys.stderr)
     return pid
@@ -293,7 +321,7 @@ def _stop_daemon(pid: int, mountpoint: str) -> None:
         pass
 
 
-def _run_command(command: Sequence[str], mountpoint: str, pdev: str) -> int:
+def _run_command(command: Sequence[str], mountpoint: str, pdev: str, bridge: socket.socket | None) -> int:
     """Fork COMMAND into its namespace and wait for it; its exit status (or ours)."""
     read_end, write_end = os.pipe()  # close-on-exec: EOF means exec succeeded
     forward = (signal.SIGTERM, signal.SIGHUP)
@@ -304,9 +332,11 @@ def _run_command(command: Sequence[str], mountpoint: str, pdev: str) -> int:
     if pid == 0:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(read_end)
-        _child(command, mountpoint, pdev, write_end)  # never returns
+        _child(command, mountpoint, pdev, write_end, bridge)  # never returns
 
     os.close(write_end)
+    if bridge is not None:
+        bridge.close()  # the child holds it now
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGQUIT, *forward)}
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
@@ -329,6 +359,27 @@ def _run_command(command: Sequence[str], mountpoint: str, pdev: str) -> int:
     return os.waitstatus_to_exitcode(wstatus)
 
 
+def _hand_over_listener(bridge: socket.socket, mountpoint: str) -> None:
+    """Install the bridge's seccomp filter on this process (and so on COMMAND and all it
+    starts) and send its listener to the daemon, which answers the intercepted calls.
+
+    Where no filter can be installed (this process already runs under a filter with a
+    listener, e.g. a runner inside a runner: the kernel allows one per chain), COMMAND
+    runs without the bridge, with the stat-only nodes at ``/dev/dri``, and says so."""
+    try:
+        listener = seccomp.install_filter()
+    except seccomp.SeccompUnavailable as e:
+        bridge.close()
+        print(f"vdrm: {e}: programs see /dev/dri for stat only (no ioctl)", file=sys.stderr)
+        bind(f"{mountpoint}/dev/dri-nodes", "/dev/dri")
+        return
+    try:
+        socket.send_fds(bridge, [b"listener"], [listener])
+    finally:
+        os.close(listener)
+        bridge.close()
+
+
 def _forward(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)
@@ -336,14 +387,18 @@ def _forward(pid: int, signum: int) -> None:
         pass
 
 
-def _child(command: Sequence[str], mountpoint: str, pdev: str, report_fd: int) -> None:
-    """In COMMAND's process: the namespace, then exec; failures go to ``report_fd``."""
+def _child(command: Sequence[str], mountpoint: str, pdev: str, report_fd: int,
+           bridge: socket.socket | None) -> None:
+    """In COMMAND's process: the namespace, the seccomp filter, then exec; failures go to
+    ``report_fd``."""
     kind, message = "setup", ""
     try:
         try:
-            enter_namespace(mountpoint, pdev)
+            enter_namespace(mountpoint, pdev, bridged=bridge is not None)
         except (SetupError, OSError) as e:
             raise SetupError(f"cannot set up the namespace for {command[0]}: {e}") from None
+        if bridge is not None:
+            _hand_over_listener(bridge, mountpoint)
         env = {**os.environ, "VDRM_MOUNT": mountpoint}
         for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)

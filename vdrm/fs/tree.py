@@ -7,8 +7,8 @@ no other module spells a path. Placeholders in a path:
 ``{node}``, ``{minor}``, ``{kind}``
     expanded when the tree is built, once per DRM node (``card0``/0/``card``,
     ``renderD128``/128/``render``);
-``{pdev}``
-    the platform device's name (``fde60000.gpu``);
+``{pdev}``, ``{driver}``
+    the platform device's name (``fde60000.gpu``) and its driver's (``panfrost``);
 ``{pid}``, ``{fd}``, ``{tid}``
     real processes holding vdrm fds (every real process with ``all_pids``), those fds, and
     a process's threads (:mod:`vdrm.fs.procfs`), looked up live;
@@ -23,10 +23,13 @@ Node kinds and what an open of each gives (:class:`OpenFile`):
             served from the kernel's page cache, see :mod:`vdrm.fs.cache`); ``LINK`` symlinks; ``ATTR`` a sysfs attribute (read: text rendered at
             open; each write: one store); ``LOG`` the kernel log, whose ``st_size`` is the
             bytes logged so far so ``tail -f`` follows it; ``NODE`` a DRM device node: each
-            open is a new DRM client speaking :mod:`vdrm.fs.protocol`; ``CHAR`` the same node
-            as a character device 226:<minor> (``dev/dri-nodes/``), for ``stat`` only: a
-            runner binds that directory at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve
-            to what /proc-walking tools expect; opening it fails, as on any ``nodev`` mount.
+            open is a new DRM client speaking :mod:`vdrm.fs.protocol` (the namespace runner
+            binds ``dev/dri`` at ``/dev/dri``, and its process bridge, :mod:`vdrm.bridge`,
+            makes these nodes character devices to ``stat`` and answers their ioctls);
+            ``CHAR`` the same node as a character device 226:<minor> (``dev/dri-nodes/``),
+            for ``stat`` only: where the bridge cannot run, the runner binds that directory
+            at ``/dev/dri`` so ``proc/<pid>/fd/<n>`` links resolve to what /proc-walking
+            tools expect; opening it fails, as on any ``nodev`` mount.
 
 Rows marked ``all_pids`` exist only in a tree built with ``all_pids=True`` (the namespace
 runner, :mod:`vdrm.fs.runner`): every real process then has a ``proc/<pid>/``, with its
@@ -74,6 +77,7 @@ from vdrm.drm.ioctl import Arg
 from vdrm.errors import AccessDenied, InvalidArgument, NoEntry, VdrmError, WouldBlock
 from vdrm.fs import protocol
 from vdrm.fs.cache import CACHE_TIMEOUT, KernelCache
+from vdrm.fs.permissions import NodeAccess, may_trace
 
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
@@ -98,13 +102,6 @@ DYNAMIC_TIMEOUT = 1.0
 
 # The DRM nodes: name, minor, by-path suffix.
 NODES = (("card0", 0, "card"), ("renderD128", 128, "render"))
-
-# The emulated board's device-tree node for the GPU (an RK3568's Mali-G52), as the
-# platform device's uevent shows it.
-_PDEV_UEVENT = ("DRIVER=panfrost\nOF_NAME=gpu\nOF_FULLNAME=/gpu@{address}\n"
-                "OF_COMPATIBLE_0=rockchip,rk3568-mali\nOF_COMPATIBLE_1=arm,mali-bifrost\n"
-                "OF_COMPATIBLE_N=2\nMODALIAS=of:NgpuT(null)Crockchip,rk3568-maliCarm,mali-bifrost\n")
-
 
 class Kind(enum.Enum):
     """What a path is, which decides its file type and what an open of it gives."""
@@ -257,7 +254,9 @@ def _clock_store(tree: "Tree", a: dict, text: str) -> None:
 
 
 def _pdev_uevent(tree: "Tree", a: dict) -> str:
-    return _PDEV_UEVENT.format(address=a["pdev"].split(".")[0])
+    from vdrm.panfrost.device import platform_uevent  # identity data: the driver's, not fs's
+
+    return platform_uevent()
 
 
 def _profiling_show(tree: "Tree", a: dict) -> str:
@@ -330,7 +329,7 @@ TABLE: tuple[Row, ...] = (
     Row("dev/dri/{node}", N, 0o666),
     Row("dev/dri/by-path", D, 0o755),
     Row("dev/dri/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
-    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri
+    Row("dev/dri-nodes", D, 0o755),  # what the runner binds at /dev/dri where the bridge cannot run
     Row("dev/dri-nodes/{node}", C, 0o666),
     Row("dev/dri-nodes/by-path", D, 0o755),
     Row("dev/dri-nodes/by-path/platform-{pdev}-{kind}", L, 0o777, "../{node}"),
@@ -358,6 +357,8 @@ TABLE: tuple[Row, ...] = (
     # the profiling switch: sysfs from 6.10, a debugfs atomic_t (mode 0600) in 6.7-6.9
     Row(_DEV + "/profiling", A, 0o644, (_profiling_show, _profiling_store), SYSFS_ATTR_SIZE,
         feature="profiling-sysfs"),
+    Row(_DEV + "/subsystem", L, 0o777, "../../../bus/platform"),  # libdrm: the bus type
+    Row(_DEV + "/driver", L, 0o777, "../../../bus/platform/drivers/{driver}"),
     Row(_DEV + "/drm", D, 0o755),
     Row(_DEV + "/drm/{node}", D, 0o755),
     Row(_DEV + "/drm/{node}/dev", T, 0o444, "226:{minor}\n", SYSFS_ATTR_SIZE),
@@ -365,6 +366,13 @@ TABLE: tuple[Row, ...] = (
         "MAJOR=226\nMINOR={minor}\nDEVNAME=dri/{node}\nDEVTYPE=drm_minor\n", SYSFS_ATTR_SIZE),
     Row(_DEV + "/drm/{node}/device", L, 0o777, "../../../{pdev}"),
     Row(_DEV + "/drm/{node}/subsystem", L, 0o777, "../../../../../class/drm"),
+    Row("sys/bus", D, 0o755),
+    Row("sys/bus/platform", D, 0o755),
+    Row("sys/bus/platform/devices", D, 0o755),
+    Row("sys/bus/platform/devices/{pdev}", L, 0o777, "../../../devices/platform/{pdev}"),
+    Row("sys/bus/platform/drivers", D, 0o755),
+    Row("sys/bus/platform/drivers/{driver}", D, 0o755),
+    Row("sys/bus/platform/drivers/{driver}/{pdev}", L, 0o777, "../../../../devices/platform/{pdev}"),
     Row("sys/kernel", D, 0o755),
     Row("sys/kernel/debug", D, 0o700),
     Row("sys/kernel/debug/dri", D, 0o755),
@@ -410,7 +418,8 @@ class _Pattern:
         return self.row.kind
 
 
-def _expand(pdev: str, all_pids: bool = False, has: Callable[[str], bool] = lambda feature: True) -> list[_Pattern]:
+def _expand(pdev: str, all_pids: bool = False, has: Callable[[str], bool] = lambda feature: True,
+            driver: str = "panfrost") -> list[_Pattern]:
     patterns = []
     for row in TABLE:
         if row.all_pids and not all_pids:
@@ -421,7 +430,7 @@ def _expand(pdev: str, all_pids: bool = False, has: Callable[[str], bool] = lamb
         if any(key in row.path for key in _NODE_KEYS):
             variants = [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
         for variant in variants:
-            args = {"pdev": pdev, **variant}
+            args = {"pdev": pdev, "driver": driver, **variant}
             path = row.path
             for key, value in args.items():
                 path = path.replace("{" + key + "}", str(value))
@@ -579,7 +588,8 @@ class DrmOpen(OpenFile):
         self.ino = ino
         self.file = file
         self.requests = protocol.RequestStream()
-        self.replies = protocol.ReplyQueue()
+        limits = getattr(file.dev, "limits", None)
+        self.replies = protocol.ReplyQueue(limits.reply_bytes if limits else protocol.REPLY_QUEUE_BYTES)
         self._pending: deque[bytes] = deque()
         self._waker: Waker | None = None
         self.released = False
@@ -610,6 +620,18 @@ class DrmOpen(OpenFile):
             return None
         finally:
             self.wake()
+
+    def interrupt(self) -> None:
+        """A signal reached the waiter: the waiting request fails with EINTR, the rest run."""
+        if not self._pending:
+            return
+        self._pending.popleft()
+        priv = getattr(self.file, "driver_priv", None)
+        if getattr(priv, "waiting", None) is not None:
+            priv.waiting = None  # WAIT_BO: the interrupted wait is over
+        self.replies.push(protocol.format_error(
+            "EINTR", "interrupted by a signal while waiting (the kernel's ERESTARTSYS)"))
+        self.wake()
 
     def read(self, offset: int, size: int) -> bytes:
         return self.replies.read(size)
@@ -645,15 +667,17 @@ class Tree:
     """The mounted tree over one device and the host's processes."""
 
     def __init__(self, device: "PanfrostDevice", procfs: "ProcessTable", *, static_timeout: float = STATIC_TIMEOUT,
-                 all_pids: bool = False):
+                 all_pids: bool = False, access: NodeAccess | None = None):
         """``all_pids``: serve the rows marked so (the namespace runner's tree); ``procfs``
-        should then list every real process (``ProcessTable(all_pids=True)``)."""
+        should then list every real process (``ProcessTable(all_pids=True)``).
+        ``access``: the DRM nodes' modes and groups (:mod:`vdrm.fs.permissions`)."""
         self.device = device
+        self.access = access or NodeAccess.udev_default()
         self.procfs = procfs
         self.static_timeout = static_timeout
         self.all_pids = all_pids
         self.mtime_ns = time.time_ns()
-        self._patterns = _expand(device.platform_device, all_pids, device.driver.has)
+        self._patterns = _expand(device.platform_device, all_pids, device.driver.has, device.driver_name)
         self._inodes: dict[int, Inode] = {}
         self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
         self._next_ino = itertools.count(len(self._patterns) + 1)
@@ -682,15 +706,17 @@ class Tree:
             raise NoEntry(f"inode {ino} is not known (forgotten)")
         return inode
 
-    def lookup(self, parent_ino: int, name: str) -> Stat:
+    def lookup(self, parent_ino: int, name: str, caller: Caller | None = None) -> Stat:
         """The attributes of ``name`` in a directory; counts one lookup of its inode.
 
         The count (the kernel's reference) is taken only once the answer is complete, so
-        a lookup that fails leaves nothing behind.
+        a lookup that fails leaves nothing behind. ``caller`` (who walks) is checked
+        where procfs checks more than mode bits (``proc/<pid>/fdinfo/``).
         """
         parent = self.inode(parent_ino)
         if parent.kind is not Kind.DIR:
             raise NotADirectory(f"{parent.path or '/'} is not a directory")
+        self._check_traced(parent, caller)
         if name in (".", ".."):  # asked only when exported over NFS; counted all the same
             inode = parent if name == "." else self.inode(parent.parent)
         else:
@@ -840,8 +866,11 @@ class Tree:
                 size = size or len(self._link_target(inode))
         elif kind is Kind.CHAR:
             fmt, nlink, rdev = _stat.S_IFCHR, 1, os.makedev(DRM_MAJOR, a["minor"])
+            mode, gid = self.access.of(a["node"])
         else:
             fmt, nlink = _stat.S_IFREG, 1
+            if kind is Kind.NODE:
+                mode, gid = self.access.of(a["node"])
             if kind is Kind.LOG:
                 size, mtime_ns = self.device.log.size, time.time_ns()
         if row.content is _fdinfo:  # the exact size: reads may come from the page cache
@@ -895,7 +924,19 @@ class Tree:
 
     # -- directories ------------------------------------------------------------------
 
-    def listdir(self, ino: int) -> list[DirEntry]:
+    def _check_traced(self, inode: Inode, caller: Caller | None) -> None:
+        """procfs 5.14+: ``fdinfo/`` needs ptrace access to its process (same uid or root)."""
+        if caller is None or not inode.path.endswith("/fdinfo") or "pid" not in inode.args:
+            return
+        try:
+            uid, _ = self.procfs.owner(inode.args["pid"])
+        except OSError:
+            raise NoEntry(f"process {inode.args['pid']} is gone") from None
+        if not may_trace(caller.uid, uid):
+            raise AccessDenied(f"proc/{inode.args['pid']}/fdinfo needs ptrace access "
+                               f"(the process belongs to uid {uid})")
+
+    def listdir(self, ino: int, caller: Caller | None = None) -> list[DirEntry]:
         """The entries of a directory, ``.`` and ``..`` first, as the kernel should see them.
 
         Dynamic inodes are made for every entry; the caller reports each entry that reached
@@ -907,6 +948,7 @@ class Tree:
             raise NotADirectory(f"/{inode.path} is not a directory")
         if not self._alive(inode):
             raise NoEntry(f"/{inode.path} is gone")
+        self._check_traced(inode, caller)
         parent = self.inode(inode.parent)
         entries = [DirEntry(".", inode, self.stat(inode), False),
                    DirEntry("..", parent, self.stat(parent), False)]
@@ -957,7 +999,7 @@ class Tree:
             return LogReader(self.device)
         if "fd" in inode.args and caller.uid != 0:  # procfs: fdinfo only for the process's owner (or root)
             uid, _ = self.procfs.owner(inode.args["pid"])
-            if caller.uid != uid:
+            if not may_trace(caller.uid, uid):
                 raise AccessDenied(f"fdinfo of pid {inode.args['pid']} belongs to uid {uid}")
         content = inode.pattern.row.content
         if content is _fdinfo:
@@ -1078,6 +1120,12 @@ class Tree:
         """The DRM client opened on node inode ``ino`` (the first, if reopened via /proc)."""
         opens = self._opens.get(ino)
         return opens[0].file if opens else None
+
+    def node_minor(self, ino: int) -> int | None:
+        """The minor of the DRM node inode ``ino`` names (opened or only looked up), or
+        None if ``ino`` is something else (the process bridge's stat answers)."""
+        inode = self._inodes.get(ino)
+        return inode.args["minor"] if inode is not None and inode.kind is Kind.NODE else None
 
     def known_inodes(self) -> int:
         """How many inodes the tree holds (static ones included): for leak checks."""

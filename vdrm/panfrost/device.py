@@ -19,6 +19,7 @@ from vdrm.drm import fdinfo
 from vdrm.drm.device import ClientIdCounter, DrmDevice
 from vdrm.drm.file import DrmFile
 from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl, IoctlTable, build_table
+from vdrm.drm.limits import MAX_RAM_SIZE, Limits
 from vdrm.errors import InvalidArgument
 from vdrm.kernel.clock import Clock, MonotonicClock, VirtualClock
 from vdrm.kernel.printk import KernelLog
@@ -26,12 +27,34 @@ from vdrm.mm.page_alloc import PAGE_SIZE, PageAllocator
 from vdrm.panfrost.drv import PanfrostDriver
 from vdrm.panfrost.gem import HEAP_BACKINGS
 from vdrm.panfrost.ioctl import PANFROST_IOCTLS
+from vdrm.panfrost.job import JOB_TIMEOUT_NS
 from vdrm.panfrost.releases import PANFROST
 
 # The emulated board: a Rockchip RK3568 with a Mali-G52 2EE (Bifrost), whose GPU sits at
 # fde60000 on the platform bus. Its device name is what sysfs `device` links and the
 # kernel log's dev_err prefix show.
 PLATFORM_DEVICE = "fde60000.gpu"
+
+# The platform device's identity, as its sysfs ``uevent`` shows it and libdrm's
+# drmGetDevices2 reads it (DRM_BUS_PLATFORM: ``OF_FULLNAME`` is the bus info,
+# ``OF_COMPATIBLE_<n>`` the device info): the RK3568's Mali node of the kernel's
+# arch/arm64/boot/dts/rockchip/rk356x(-base).dtsi, ``gpu: gpu@fde60000``, and the driver
+# that binds it.
+DRIVER_NAME = "panfrost"
+OF_NAME = "gpu"
+OF_FULLNAME = "/gpu@fde60000"
+OF_COMPATIBLE = ("rockchip,rk3568-mali", "arm,mali-bifrost")
+PLATFORM_BUS = "platform"
+
+
+def platform_uevent() -> str:
+    """The platform device's ``uevent``: what ``drivers/base/core.c`` and ``of_device_uevent``
+    print for a bound device-tree device (``MODALIAS`` as ``of_modalias`` spells it)."""
+    lines = [f"DRIVER={DRIVER_NAME}", f"OF_NAME={OF_NAME}", f"OF_FULLNAME={OF_FULLNAME}"]
+    lines += [f"OF_COMPATIBLE_{i}={c}" for i, c in enumerate(OF_COMPATIBLE)]
+    lines.append(f"OF_COMPATIBLE_N={len(OF_COMPATIBLE)}")
+    lines.append(f"MODALIAS=of:N{OF_NAME}T(null)" + "".join(f"C{c}" for c in OF_COMPATIBLE))
+    return "\n".join(lines) + "\n"
 
 SIZE_UNITS = ("auto", "exact", "truncating")
 # The emulated releases, oldest first: the rows of the release table (vdrm.panfrost.releases).
@@ -54,6 +77,9 @@ class DeviceConfig:
     clock_start_ns: int = 0  # virtual clock only
     size_units: str = "auto"  # auto (by kernel), exact (6.7+ rule), truncating (6.5-6.6 rule)
     fdinfo_revision: str = "merged"  # or "docs": the revision of the kernel docs' example
+    job_timeout_ns: int = JOB_TIMEOUT_NS  # the kernel's 500 ms; 0: jobs never time out
+    limits: Limits = Limits()  # what the daemon lets clients hold (vdrm.drm.limits)
+    owner_uid: int = 0  # the mount's owner: with root, the only uid that may ADVANCE the clock
 
 
 def kstrtoll(text: str) -> int:
@@ -101,10 +127,15 @@ class PanfrostDevice:
             raise InvalidArgument(f"clock must be real or virtual, not {config.clock!r}")
         if config.ram_size < (16 << 20) or config.ram_size % PAGE_SIZE:
             raise InvalidArgument(f"emulated RAM must be a page multiple of at least 16 MiB, not {config.ram_size}")
+        if config.ram_size > MAX_RAM_SIZE:
+            raise InvalidArgument(f"emulated RAM of {config.ram_size >> 30} GiB is more than vdrm emulates "
+                                  f"({MAX_RAM_SIZE >> 30} GiB at most)")
         self.config = config
         self.platform_device = PLATFORM_DEVICE
         if config.fdinfo_revision not in ("merged", "docs"):
             raise InvalidArgument(f"fdinfo revision must be merged or docs, not {config.fdinfo_revision!r}")
+        if config.job_timeout_ns < 0:
+            raise InvalidArgument(f"job timeout must not be negative, not {config.job_timeout_ns} ns")
         if config.size_units not in SIZE_UNITS:
             raise InvalidArgument(f"size units must be auto, exact or truncating, not {config.size_units!r}")
         self.clock: Clock = VirtualClock(config.clock_start_ns) if config.clock == "virtual" else MonotonicClock()
@@ -114,12 +145,18 @@ class PanfrostDevice:
         self.driver = PanfrostDriver(kernel=config.kernel, heap_backing=config.heap_backing,
                                      as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
                                      profiling=config.profiling, size_units=config.size_units,
-                                     fdinfo_revision=config.fdinfo_revision)
+                                     fdinfo_revision=config.fdinfo_revision,
+                                     job_timeout_ns=config.job_timeout_ns, owner_uid=config.owner_uid)
         self._ioctls = build_table(CORE_IOCTLS, PANFROST_IOCTLS)
         self.drm = DrmDevice(self.driver, pages=self.pages, clock=self.clock, log=self.log,
                              client_ids=ClientIdCounter(config.first_client_id),
-                             ioctls=self._ioctls, unique=PLATFORM_DEVICE)
+                             ioctls=self._ioctls, unique=PLATFORM_DEVICE, limits=config.limits)
         self.timeline = self.driver.timeline
+
+    @property
+    def driver_name(self) -> str:
+        """The driver bound to the platform device (sysfs ``driver``, ``DRIVER=``)."""
+        return self.driver.name
 
     @property
     def kernel(self) -> tuple[int, int]:

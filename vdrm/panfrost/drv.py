@@ -41,7 +41,7 @@ from vdrm.drm.fdinfo import memory_lines, memory_stats
 from vdrm.errors import InvalidArgument, KernelBug, OutOfMemory
 from vdrm.kernel.printk import KERN_INFO
 from vdrm.panfrost.gem import MADV_DONTNEED, Mapping, PanfrostBo
-from vdrm.panfrost.job import FDINFO_ENGINES, NUM_JOB_SLOTS, EngineUsage, Scheduler
+from vdrm.panfrost.job import FDINFO_ENGINES, JOB_TIMEOUT_NS, NUM_JOB_SLOTS, EngineUsage, Scheduler
 from vdrm.panfrost.mmu import AsSlots, Mmu, MmuContext
 from vdrm.panfrost import releases
 from vdrm.panfrost.timeline import Timeline
@@ -112,7 +112,8 @@ class PanfrostDriver(Driver):
 
     def __init__(self, *, kernel: tuple[int, int], heap_backing: str, as_slots: int,
                  platform_device: str, profiling: bool = False, size_units: str = "auto",
-                 fdinfo_revision: str = "merged"):
+                 fdinfo_revision: str = "merged", job_timeout_ns: int = JOB_TIMEOUT_NS,
+                 owner_uid: int = 0):
         self.kernel = kernel
         self.version = driver_version(kernel)
         self.heap_backing = heap_backing
@@ -121,6 +122,8 @@ class PanfrostDriver(Driver):
         self.profiling = profiling
         self.size_units = size_units
         self.fdinfo_revision = fdinfo_revision
+        self.job_timeout_ns = job_timeout_ns
+        self.owner_uid = owner_uid  # the mount's owner (may ADVANCE, with root)
         self.max_freq_hz = [MAX_FREQ_HZ] * NUM_JOB_SLOTS
         self.cur_freq_hz = [MAX_FREQ_HZ] * NUM_JOB_SLOTS
         self.shrinker_list: dict[int, PanfrostBo] = {}  # DONTNEED BOs, oldest first
@@ -132,7 +135,8 @@ class PanfrostDriver(Driver):
         self.mmu = Mmu(self.slots, dev.log, self.platform_device, aarch64_mmu=self.has(releases.AARCH64_MMU),
                        release=f"{self.kernel[0]}.{self.kernel[1]}.0")
         self.sched = Scheduler(dev.clock, self.slots, self.mmu, profiling=lambda: self.profiling,
-                               frequency_hz=lambda slot: self.cur_freq_hz[slot])
+                               frequency_hz=lambda slot: self.cur_freq_hz[slot],
+                               job_timeout_ns=self.job_timeout_ns)
         dev.pages.register_shrinker(self.shrink)
         self.timeline = Timeline(dev, self.sched)
 

@@ -108,12 +108,24 @@ class PanfrostBo(ShmemObject):
         self.mappings: list[Mapping] = []
         self.gpu_usecount = 0  # jobs in flight that reference this BO
         self.heap_rss_size = 0
-        self.label: str | None = None
+        self._label: str | None = None
         self.creator = Creator(creator.comm[: TASK_COMM_LEN - 1], creator.tgid)
         # Dense heaps: the per-block sg tables, a list sized for the whole BO allocated on
         # the first fault, as mainline does. Sparse heaps keep them in the shmem object,
         # one per 2 MiB granule (sparse_sgt), where the RFC's TODO 2 wants them.
         self.sgts: list["SgTable | None"] | None = None
+
+    @property
+    def label(self) -> str | None:
+        """The BO's label (SET_LABEL_BO); its bytes count in ``dev.label_bytes``."""
+        return self._label
+
+    @label.setter
+    def label(self, text: str | None) -> None:
+        old = len(self._label.encode()) if self._label else 0
+        new = len(text.encode()) if text else 0
+        self.dev.label_bytes += new - old
+        self._label = text
 
     # -- blocks of a heap -----------------------------------------------------------
 
@@ -207,6 +219,7 @@ class PanfrostBo(ShmemObject):
 
     def free(self) -> None:
         """Release heap tables and pages (a dense heap's page array has holes)."""
+        self.label = None
         if self.is_heap and not self.sparse and self.pages is not None:
             present = [pfn for pfn in self.pages if pfn != _NO_PAGE]
             if present:

@@ -12,7 +12,9 @@ vdrm's own requests, which the kernel has no ioctl for:
     a GPU page fault at ``addr`` in this client's address space, as the GPU would raise
     it while running one of the client's jobs (the context takes an AS for the fault).
 ``ADVANCE by=16ms``
-    one step of the virtual clock (device-wide; EINVAL on the real clock).
+    one step of the virtual clock (device-wide; EINVAL on the real clock). Only the
+    mount's owner and root may move it: anyone else gets EACCES, as a ``DRM_ROOT_ONLY``
+    ioctl answers (:mod:`vdrm.fs.permissions`).
 
 Binary numbers and structs are those of ``include/uapi/drm/panfrost_drm.h`` (driver 1.6,
 kernel 7.0: SUBMIT is 48 bytes with ``jm_ctx_handle``; a 40-byte SUBMIT from an older
@@ -45,8 +47,8 @@ from vdrm.drm.auth import is_current_master
 from vdrm.drm.ioctl import Arg, Ioctl
 from vdrm.drm.uapi import (DRM_COMMAND_BASE, DRM_IOW, DRM_IOWR, Field, Struct, UserAddress, UserArray,
                            UserString)
-from vdrm.errors import (InvalidArgument, NoDevice, NoEntry, NotImplementedByKernel, TimedOut,
-                         TooBig, Busy, WouldBlock)
+from vdrm.errors import (AccessDenied, InvalidArgument, NoDevice, NoEntry, NotImplementedByKernel, OutOfMemory,
+                         TimedOut, TooBig, Busy, WouldBlock)
 from vdrm.kernel.printk import KERN_INFO
 from vdrm.panfrost.gem import (BO_FLAGS, BO_HEAP, BO_NOEXEC, BO_WB_MMAP, LABEL_MAXLEN,
                                MADV_DONTNEED, MADV_WILLNEED, Creator, PanfrostBo)
@@ -95,6 +97,8 @@ def create_bo(file: "DrmFile", size: int, flags: int, pad: int) -> dict[str, Any
         raise InvalidArgument(f"unknown flag bits 0x{flags & ~known:x}{extra}")
     if flags & BO_HEAP and not flags & BO_NOEXEC:
         raise InvalidArgument("heaps should never be executable: HEAP needs NOEXEC")
+    if len(file.dev.objects) >= file.dev.limits.bos:
+        raise OutOfMemory(f"{len(file.dev.objects)} BOs exist, the daemon's limit (--max-bos)")
     bo = PanfrostBo(file.dev, size, flags, heap_backing=drv.heap_backing,
                     creator=Creator(file.comm or "<unknown>", file.pid))
     try:
@@ -191,8 +195,15 @@ def submit(file: "DrmFile", jc: int, bo_handles: list[int], requirements: int, o
         bos.append(bo)
     if engine == DERIVED:
         engine = JS_FRAGMENT if requirements & REQ_FS else JS_VERTEX_TILER
+    elif not 0 <= engine < len(ENGINES):
+        raise InvalidArgument(f"no engine {engine} (known: {', '.join(f'{i}={e.upper()}' for i, e in enumerate(ENGINES))})")
+    if drv.sched.in_flight(priv.mmu) >= file.dev.limits.jobs_per_client:
+        raise OutOfMemory(f"this client has {drv.sched.in_flight(priv.mmu)} jobs in flight, the daemon's "
+                          "limit (--max-jobs-per-client)")
+    if duration < 0:
+        raise InvalidArgument(f"duration {duration} ns is negative (a job cannot end before it starts)")
     job = drv.sched.submit(priv.mmu, priv.usage, engine, bos, duration, touch,
-                                     requirements, file.client_id)
+                           requirements, file.client_id, jc)
     return {"job": job.seq, "engine": ENGINES[job.slot], "state": job.state}
 
 
@@ -235,8 +246,14 @@ def set_label_bo(file: "DrmFile", handle: int, pad: int, label: str) -> dict[str
     if label == NULL_LABEL:
         bo.label = None
         return {}
-    if len(label.encode()) > LABEL_MAXLEN - 1:
-        raise TooBig(f"label is {len(label.encode())} bytes, at most {LABEL_MAXLEN - 1}")
+    nbytes = len(label.encode())
+    if nbytes > LABEL_MAXLEN - 1:
+        raise TooBig(f"label is {nbytes} bytes, at most {LABEL_MAXLEN - 1}")
+    dev = file.dev
+    old = len(bo.label.encode()) if bo.label else 0
+    if dev.label_bytes - old + nbytes > dev.limits.label_bytes:
+        raise OutOfMemory(f"BO labels already hold {dev.label_bytes} bytes, the daemon's limit "
+                          "(--max-label-bytes)")
     bo.label = label
     return {}
 
@@ -314,8 +331,12 @@ def fault(file: "DrmFile", addr: int, exception: int, access: int, source_id: in
 
 
 def advance(file: "DrmFile", by: int) -> dict[str, Any]:
-    """vdrm: one step of the virtual clock (every client sees it)."""
-    now = _driver(file).timeline.advance(by)
+    """vdrm: one step of the virtual clock (every client sees it); owner and root only."""
+    drv = _driver(file)
+    if file.uid not in (0, drv.owner_uid):
+        raise AccessDenied(f"only the mount's owner (uid {drv.owner_uid}) and root may advance "
+                           "the device-wide clock")
+    now = drv.timeline.advance(by)
     return {"now_ns": now, "step_ns": by}
 
 

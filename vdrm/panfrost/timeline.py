@@ -18,6 +18,8 @@ from vdrm.drm.fdinfo import memory_stats
 from vdrm.errors import InvalidArgument
 from vdrm.panfrost.job import FDINFO_ENGINES
 
+KTIME_MAX = (1 << 63) - 1  # include/linux/ktime.h: ktime_t is a signed 64-bit count of ns
+
 if TYPE_CHECKING:
     from vdrm.drm.device import DrmDevice
     from vdrm.drm.file import DrmFile
@@ -50,9 +52,11 @@ class Timeline:
             raise InvalidArgument("the clock is real: time cannot be advanced (mount with --clock virtual)")
         if delta_ns < 0:
             raise InvalidArgument(f"the virtual clock cannot go backwards ({delta_ns} ns)")
-        before = self._usage_snapshot()
         start = clock.now_ns()
         target = start + delta_ns
+        if target > KTIME_MAX:
+            raise InvalidArgument(f"the virtual clock cannot pass KTIME_MAX ({KTIME_MAX} ns, ktime_t is s64)")
+        before = self._usage_snapshot()
         self._run_due(target)
         clock.set(target)
         self.sched.update()

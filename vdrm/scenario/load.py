@@ -5,13 +5,14 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
     description = "one game on both engines"
 
     [device]
-    kernel = "6.18"            # fdinfo dialect: 6.6 .. 6.18
+    kernel = "6.18"            # kernel dialect: 6.6 .. 7.0
     profiling = true
     heap_backing = "sparse"    # or "dense"
     ram = "1G"
     first_client_id = 1
     size_units = "auto"        # auto (by kernel) | exact (6.7+) | truncating (6.5-6.6)
     fdinfo_revision = "merged" # or "docs": the revision of the kernel docs' example
+    job_timeout = "500ms"      # the kernel's job timeout; "0s": jobs never time out
     frequency = { fragment = 800000000, vertex-tiler = 800000000 }   # Hz, max = cur
     curfreq = { fragment = 400000000 }                                # optional
 
@@ -72,6 +73,7 @@ from pathlib import Path
 from typing import Any
 
 from vdrm.drm.grammar import parse_duration, parse_size
+from vdrm.drm.limits import MAX_RAM_SIZE
 from vdrm.errors import InvalidArgument
 from vdrm.panfrost.device import KERNEL_VERSIONS
 from vdrm.panfrost.gem import BO_FLAGS, HEAP_BACKINGS, SZ_2M
@@ -84,6 +86,7 @@ SIZE_UNITS = ("auto", "exact", "truncating")
 NODES = {"card0": 0, "renderD128": 128}
 EVENT_KINDS = ("engine_skew", "profiling", "curfreq", "close_client", "madvise", "fault")
 
+_FD_RE = re.compile(r"[0-9]{1,9}", re.ASCII)
 
 
 class ScenarioError(Exception):
@@ -165,6 +168,7 @@ class DeviceSpec:
     fragmentation: float = 0.3
     as_slots: int = 8
     fdinfo_revision: str = "merged"
+    job_timeout_ns: int = 500_000_000
     maxfreq: dict[int, int] = field(default_factory=dict)
     curfreq: dict[int, int] = field(default_factory=dict)
 
@@ -197,8 +201,12 @@ class _Lines:
         return next((i + 1 for i, line in enumerate(self.lines) if pattern.match(line)), None)
 
     def key(self, key: str, start: int | None, end: int | None = None) -> int | None:
-        """The first line at or after ``start`` (1-based) assigning ``key``, before ``end``."""
-        pattern = re.compile(r"^\s*\"?" + re.escape(key) + r"\"?\s*=")
+        """The first line at or after ``start`` (1-based) assigning ``key``, before ``end``.
+
+        Without a table line (an inline or implicit table), the first line anywhere that
+        assigns ``key``, inline (``{ key = ...``) or not; then ``start``; then line 1, so
+        an error always has a line."""
+        pattern = re.compile(r"^\s*[\"']?" + re.escape(key) + r"[\"']?\s*=")
         first = (start or 1) - 1
         last = (end - 1) if end else len(self.lines)
         for i in range(first, last):
@@ -206,7 +214,12 @@ class _Lines:
                 return i + 1
             if i > first and self.lines[i].lstrip().startswith("["):
                 break
-        return start
+        if start is None:
+            anywhere = re.compile(r"(^|[{,]\s*)[\"']?" + re.escape(key) + r"[\"']?\s*=")
+            for i, line in enumerate(self.lines):
+                if anywhere.search(line):
+                    return i + 1
+        return start or 1
 
 
 class _Reader:
@@ -219,7 +232,7 @@ class _Reader:
         self.used: set[str] = set()
 
     def fail(self, key: str | None, message: str) -> ScenarioError:
-        line = self.lines.key(key, self.line) if key else self.line
+        line = self.lines.key(key, self.line) if key else (self.line or 1)
         return ScenarioError(self.path, line, f"{self.what}: {message}")
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, required: bool = False) -> Any:
@@ -258,6 +271,9 @@ class _Reader:
 
 
 def _duration(reader: _Reader, key: str, value: Any, signed: bool) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise reader.fail(key, f"'{key}' must be a duration (an integer of ns, or a string such as "
+                               f"\"5ms\"), not {type(value).__name__} {value!r}")
     if isinstance(value, int):
         ns = value
     else:
@@ -316,8 +332,9 @@ def loads(text: str, path: str = "<scenario>") -> ScenarioSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(err))
-        line = int(m[1]) if m else None
-        raise ScenarioError(path, line, f"not valid TOML: {re.sub(r' [(]at line.*', '', str(err))}") from None
+        line = int(m[1]) if m else max(1, len(text.splitlines()))  # "(at end of document)"
+        message = re.sub(r" [(]at (line|end of document).*", "", str(err))
+        raise ScenarioError(path, line, f"not valid TOML: {message}") from None
     lines = _Lines(text)
     top = _Reader(path, lines, data, "scenario", None)
     description = top.get("description", str, "")
@@ -372,9 +389,14 @@ def _device(r: _Reader) -> DeviceSpec:
                       fdinfo_revision=revision,
                       ram_size=r.size("ram", 1 << 30), first_client_id=first_id, size_units=units,
                       seed=r.get("seed", int, 0), fragmentation=float(frag),
-                      as_slots=r.get("as_slots", int, 8), maxfreq=freqs["frequency"], curfreq=freqs["curfreq"])
+                      as_slots=r.get("as_slots", int, 8), maxfreq=freqs["frequency"], curfreq=freqs["curfreq"],
+                      job_timeout_ns=r.duration("job_timeout", 500_000_000))
     if spec.ram_size < (16 << 20):
         raise r.fail("ram", "ram must be at least 16M")
+    if spec.ram_size > MAX_RAM_SIZE:
+        raise r.fail("ram", f"ram must be at most {MAX_RAM_SIZE >> 30}G")
+    if spec.ram_size % 4096:
+        raise r.fail("ram", "ram must be a multiple of 4K")
     r.check_unknown()
     return spec
 
@@ -438,7 +460,7 @@ def _bo(r: _Reader) -> BoSpec:
         raise r.fail("size", "size must be non-zero")
     flags = 0
     for name in r.get("flags", list, []):
-        if name not in BO_FLAGS or name == "WB_MMAP":
+        if not isinstance(name, str) or name not in BO_FLAGS or name == "WB_MMAP":
             raise r.fail("flags", f"unknown BO flag {name!r} (known: NOEXEC, HEAP)")
         flags |= BO_FLAGS[name]
     heap = flags & BO_FLAGS["HEAP"]
@@ -484,15 +506,18 @@ def _processes(path: str, lines: _Lines, items: list[Any], clients: set[str]) ->
             raise r.fail("cmdline", "cmdline is a list of strings")
         fds: dict[int, str] = {}
         for key, client in r.get("fds", dict, {}).items():
-            if not key.isdigit():
+            if not _FD_RE.fullmatch(key):
                 raise r.fail("fds", f"fd {key!r} is not a number")
-            if client not in clients:
+            if not isinstance(client, str) or client not in clients:
                 raise r.fail("fds", f"fd {key} names client {client!r}, which the scenario does not define")
             fds[int(key)] = client
         fd_flags: dict[int, int] = {}
         for key, value in r.get("fd_flags", dict, {}).items():
-            if not key.isdigit() or int(key) not in fds:
+            if not _FD_RE.fullmatch(key) or int(key) not in fds:
                 raise r.fail("fd_flags", f"fd_flags names fd {key!r}, which is not in fds")
+            if isinstance(value, bool) or not isinstance(value, (int, str)) or (
+                    isinstance(value, int) and not 0 <= value < 1 << 32):
+                raise r.fail("fd_flags", f"fd_flags.{key} = {value!r} is not an octal string or a flags integer")
             try:
                 fd_flags[int(key)] = int(value, 8) if isinstance(value, str) else int(value)
             except ValueError:
@@ -541,7 +566,7 @@ def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: di
             raise r.fail("count", "count is at most 1000000")
         job_bos = r.get("bos", list, [])
         for b in job_bos:
-            if b not in bos:
+            if not isinstance(b, str) or b not in bos:
                 raise r.fail("bos", f"{b!r} is not a BO id")
             if bos[b][0] != client and client not in bos[b][1].share_with:
                 raise r.fail("bos", f"BO {b!r} is not reachable by client {client!r} (share it first)")
@@ -581,7 +606,9 @@ def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: 
             value = r.get(kind, bool)
         elif kind == "madvise":
             value = r.get(kind, dict)
-            if set(value) - {"bo", "madv"} or value.get("bo") not in bos or value.get("madv") not in ("WILLNEED", "DONTNEED"):
+            bo, madv = value.get("bo"), value.get("madv")
+            if (set(value) - {"bo", "madv"} or not isinstance(bo, str) or bo not in bos
+                    or madv not in ("WILLNEED", "DONTNEED")):
                 raise r.fail(kind, "madvise = { bo = \"<BO id>\", madv = \"WILLNEED\" | \"DONTNEED\" }")
         else:
             value = _address(r, kind, r.get(kind, (str, int)), bos)

@@ -8,7 +8,8 @@ a repeated job schedules its next run when it is submitted, so a long timeline c
 nothing until the clock gets there.
 
 Emulated processes (:class:`EmulatedProcess`) carry what ``/proc/<pid>`` shows for them:
-``stat``, ``status``, ``comm``, ``cmdline`` and their DRM fds with the header values of
+``stat``, ``status``, ``statm``, ``io``, ``environ``, ``cgroup``, ``comm``, ``cmdline`` (each
+in the kernel's format, so tools that read them do not drop the process) and their DRM fds with the header values of
 fdinfo (``pos``, ``flags``, ``mnt_id``, ``ino``). All opens of one node share its inode
 number, as with a real character device (``renderD128`` is 531 and ``card0`` 530, the
 numbers of the kernel documentation's example).
@@ -28,6 +29,7 @@ from vdrm.panfrost.gem import SZ_2M
 from vdrm.scenario.load import DEFAULT_FD_FLAGS, ScenarioSpec, gc_paused
 
 NODE_INO = {0: 530, 128: 531}
+PAGE_SIZE = 4096
 NODE_PATH = {0: "/dev/dri/card0", 128: "/dev/dri/renderD128"}
 CLK_TCK = 100
 
@@ -67,16 +69,56 @@ class EmulatedProcess:
     def stat(self) -> str:
         """``/proc/<pid>/stat``: 52 fields, ``pid (comm) state ppid ...``."""
         starttime = self.start_ns * CLK_TCK // 1_000_000_000
+        size, resident = self.STATM_PAGES[:2]
         fields = [str(self.pid), f"({self.comm})", "S", str(self.ppid), str(self.pid), str(self.pid),
                   "0", "-1", "4194560", "0", "0", "0", "0", "0", "0", "0", "0", "20", "0", "1", "0",
-                  str(starttime), "0", "0", "18446744073709551615"] + ["0"] * 27
+                  str(starttime), str(size * PAGE_SIZE), str(resident), "18446744073709551615"] + ["0"] * 27
         return " ".join(fields) + "\n"
 
     def status(self) -> str:
+        """``/proc/<pid>/status`` in 6.x's layout, its memory lines agreeing with statm."""
         u, g = self.uid, self.gid
+        size, resident, shared, text, _lib, data, _dt = (n * PAGE_SIZE // 1024 for n in self.STATM_PAGES)
+        kb = lambda key, value: f"{key}:\t{value:8d} kB\n"  # noqa: E731 - procfs's own padding
+        memory = (kb("VmPeak", size) + kb("VmSize", size) + kb("VmLck", 0) + kb("VmPin", 0)
+                  + kb("VmHWM", resident) + kb("VmRSS", resident) + kb("RssAnon", resident - shared)
+                  + kb("RssFile", shared) + kb("RssShmem", 0) + kb("VmData", data) + kb("VmStk", 132)
+                  + kb("VmExe", text) + kb("VmLib", 0) + kb("VmPTE", 128) + kb("VmSwap", 0)
+                  + kb("HugetlbPages", 0))
+        zero = "0000000000000000"
         return (f"Name:\t{self.comm}\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t{self.pid}\nNgid:\t0\n"
                 f"Pid:\t{self.pid}\nPPid:\t{self.ppid}\nTracerPid:\t0\nUid:\t{u}\t{u}\t{u}\t{u}\n"
-                f"Gid:\t{g}\t{g}\t{g}\t{g}\nFDSize:\t64\nGroups:\t\nThreads:\t1\n")
+                f"Gid:\t{g}\t{g}\t{g}\t{g}\nFDSize:\t64\nGroups:\t\nNStgid:\t{self.pid}\nNSpid:\t{self.pid}\n"
+                f"NSpgid:\t{self.pid}\nNSsid:\t{self.pid}\nKthread:\t0\n{memory}CoreDumping:\t0\n"
+                f"THP_enabled:\t1\nThreads:\t1\nSigQ:\t0/63448\nSigPnd:\t{zero}\nShdPnd:\t{zero}\n"
+                f"SigBlk:\t{zero}\nSigIgn:\t{zero}\nSigCgt:\t{zero}\nCapInh:\t{zero}\nCapPrm:\t{zero}\n"
+                f"CapEff:\t{zero}\nCapBnd:\t000001ffffffffff\nCapAmb:\t{zero}\nNoNewPrivs:\t0\n"
+                f"Seccomp:\t0\nSeccomp_filters:\t0\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n"
+                f"Mems_allowed:\t00000001\nMems_allowed_list:\t0\nvoluntary_ctxt_switches:\t0\n"
+                f"nonvoluntary_ctxt_switches:\t0\n")
+
+    # A mid-sized userspace process's memory, in pages: what statm shows for every
+    # emulated process (its GPU memory is in fdinfo, not here).
+    STATM_PAGES = (65536, 8192, 4096, 64, 0, 16384, 0)  # size resident shared text lib data dt
+
+    def statm(self) -> str:
+        """``/proc/<pid>/statm``: seven page counts (``lib`` and ``dt`` always 0 since 2.6)."""
+        return " ".join(str(n) for n in self.STATM_PAGES) + "\n"
+
+    def io(self) -> str:
+        """``/proc/<pid>/io``: no I/O done (an emulated process never reads or writes)."""
+        keys = ("rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes", "cancelled_write_bytes")
+        return "".join(f"{k}: 0\n" for k in keys)
+
+    def environ(self) -> bytes:
+        """``/proc/<pid>/environ``: NUL-terminated ``NAME=value`` strings."""
+        home = "/root" if self.uid == 0 else f"/home/{self.uid}"
+        env = (f"HOME={home}", "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8")
+        return b"".join(e.encode() + b"\0" for e in env)
+
+    def cgroup(self) -> str:
+        """``/proc/<pid>/cgroup``: the unified (v2) hierarchy's one line."""
+        return f"0::/user.slice/user-{self.uid}.slice\n"
 
     def cmdline_bytes(self) -> bytes:
         return b"".join(a.encode() + b"\0" for a in self.cmdline)
@@ -92,7 +134,8 @@ class Scenario:
             kernel=d.kernel, heap_backing=d.heap_backing, ram_size=d.ram_size, as_slots=d.as_slots,
             clock="virtual", seed=d.seed, fragmentation=d.fragmentation,
             first_client_id=d.first_client_id, profiling=d.profiling,
-            clock_start_ns=spec.clock_start, size_units=d.size_units, fdinfo_revision=d.fdinfo_revision))
+            clock_start_ns=spec.clock_start, size_units=d.size_units, fdinfo_revision=d.fdinfo_revision,
+            job_timeout_ns=d.job_timeout_ns))
         drv = self.device.driver
         for slot, hz in d.maxfreq.items():
             drv.max_freq_hz[slot] = drv.cur_freq_hz[slot] = hz

@@ -1,0 +1,68 @@
+"""The blocking model's bounds: how many reads may block, and how a blocked one notices a signal.
+
+pyfuse3 serves requests with a fixed pool of worker tasks (``max_tasks``) and ignores
+FUSE_INTERRUPT. A handler that waits therefore holds a worker, and a process blocked in
+it cannot be interrupted, not even by SIGKILL, until the daemon answers. So:
+
+* only a read of a reply still waiting for the device clock may block (writes never do,
+  see :mod:`vdrm.fs.operations`), and at most :data:`MAX_BLOCKED_READS` at once, a quarter
+  of the daemon's workers; one more read answers ``EAGAIN`` at once, so whatever the
+  clients do, three quarters of the workers stay free for everyone else;
+* a blocked read looks every :data:`SIGNAL_POLL` seconds at the processes that hold the
+  file (``/proc/<pid>/status``: ``SigPnd``/``ShdPnd`` not blocked by ``SigBlk``); a pending
+  signal interrupts the wait, as the kernel's interruptible wait would.
+
+The holders are found as ``lsof`` finds them (:mod:`vdrm.fs.procfs`), once when the read
+starts to block and then every :data:`HOLDER_RESCAN` seconds. A signal to any holder of a
+shared file interrupts the wait (the reader cannot be told apart, see the README's limits).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+MAX_BLOCKED_READS = 8  # of the daemon's 32 pyfuse3 worker tasks
+SIGNAL_POLL = 0.05  # seconds between looks for a pending signal
+HOLDER_RESCAN = 1.0  # seconds between scans for the file's holders
+
+
+def pending_signals(pid: int, proc: str = "/proc") -> int:
+    """The signals pending and not blocked for process ``pid`` (a bit mask; 0 if it is gone)."""
+    try:
+        with open(f"{proc}/{pid}/status", "rb", buffering=0) as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return 0
+    masks: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigPnd", "ShdPnd", "SigBlk"):
+            masks[key] = int(value.strip(), 16)
+    return (masks.get("SigPnd", 0) | masks.get("ShdPnd", 0)) & ~masks.get("SigBlk", 0)
+
+
+class SignalWatch:
+    """Whether a signal is pending in a process holding one open DRM file."""
+
+    def __init__(self, procfs: Any, ino: int, opener_pid: int):
+        self._procfs = procfs
+        self._ino = ino
+        self._pids: list[int] = [opener_pid] if opener_pid > 0 else []
+        self._scanned = 0.0
+
+    def _holders(self) -> list[int]:
+        now = time.monotonic()
+        if now - self._scanned >= HOLDER_RESCAN:
+            self._scanned = now
+            try:
+                found = [pid for pid in self._procfs.pids()
+                         if any(ref.ino == self._ino for ref in self._procfs.fds(pid).values())]
+            except OSError:
+                found = []
+            if found:
+                self._pids = found
+        return self._pids
+
+    def interrupted(self) -> bool:
+        return any(pending_signals(pid) for pid in self._holders())
