@@ -15,16 +15,21 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "vdrm"
 
 # package -> top-level modules and vdrm sub-packages it must not import
-_ABOVE_ENGINE = ("vdrm.scenario", "vdrm.fs", "vdrm.bench", "pyfuse3", "trio")
+_ABOVE_ENGINE = ("vdrm.drivers", "vdrm.scenario", "vdrm.fs", "vdrm.bench", "pyfuse3", "trio")
+# The drivers: each builds on vdrm.drm alone; above them only vdrm.drivers names one, so
+# the FUSE side and the scenarios reach a GPU through the vdrm.drm.gpu interface only.
+DRIVER_PACKAGES = ("vdrm.panfrost", "vdrm.panthor")
 FORBIDDEN = {
-    "vdrm.kernel": ("vdrm.mm", "vdrm.drm", "vdrm.panfrost", *_ABOVE_ENGINE),
-    "vdrm.mm": ("vdrm.drm", "vdrm.panfrost", *_ABOVE_ENGINE),
-    "vdrm.drm": ("vdrm.panfrost", *_ABOVE_ENGINE),
-    "vdrm.panfrost": _ABOVE_ENGINE,
-    "vdrm.scenario": ("vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
+    "vdrm.kernel": ("vdrm.mm", "vdrm.drm", *DRIVER_PACKAGES, *_ABOVE_ENGINE),
+    "vdrm.mm": ("vdrm.drm", *DRIVER_PACKAGES, *_ABOVE_ENGINE),
+    "vdrm.drm": (*DRIVER_PACKAGES, *_ABOVE_ENGINE),
+    "vdrm.panfrost": ("vdrm.panthor", *_ABOVE_ENGINE),
+    "vdrm.panthor": ("vdrm.panfrost", *_ABOVE_ENGINE),
+    "vdrm.drivers": ("vdrm.scenario", "vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
+    "vdrm.scenario": (*DRIVER_PACKAGES, "vdrm.fs", "vdrm.bench", "pyfuse3", "trio"),
+    "vdrm.fs": (*DRIVER_PACKAGES, "vdrm.bench"),
     # the process side: system calls and the caller's memory; the engine only through a host
-    "vdrm.bridge": ("vdrm.panfrost", *_ABOVE_ENGINE),
-    "vdrm.fs": ("vdrm.bench",),
+    "vdrm.bridge": (*DRIVER_PACKAGES, *_ABOVE_ENGINE),
 }
 FUSE_ONLY = ("pyfuse3", "trio")  # only the FUSE side, and the benchmark above it, import these
 FUSE_USERS = ("vdrm.fs", "vdrm.bench")  # vdrm.bench runs mounts and its own ceiling filesystem

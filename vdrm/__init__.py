@@ -1,8 +1,8 @@
 """vdrm: a virtual DRM device you can mount.
 
-An emulated Arm Mali GPU driven by the Panfrost driver, served over FUSE as a fake
-``/dev/dri`` plus a ``/proc``/``/sys``/debugfs-shaped tree whose fdinfo files are
-byte-exact with the kernel's.
+Emulated Arm Mali GPUs -- a Mali-G52 under Panfrost, a Mali-G610 under Panthor, alone or
+both in one machine -- served over FUSE as a fake ``/dev/dri`` plus a
+``/proc``/``/sys``/debugfs-shaped tree whose fdinfo files are byte-exact with the kernel's.
 
 Layout, after the kernel's own map (imports only go downwards in this list):
 
@@ -19,10 +19,19 @@ Layout, after the kernel's own map (imports only go downwards in this list):
     master and authentication, the range allocator (``drm_mm``), mmap offsets, fdinfo
     memory stats and printing; the ioctl table and its one dispatch (``ioctl``), the binary
     uAPI's numbers and struct layouts (``uapi``), user memory (``uaccess``) and the
-    argument grammar every text door uses (``grammar``).
-``vdrm.panfrost``
-    The driver: BO rules, GPU VA, MMU and faults, jobs and engines, ioctls, fdinfo lines,
-    debugfs.
+    argument grammar every text door uses (``grammar``); the driver-neutral device
+    interface (``gpu``: ``GpuDevice``, ``Machine``) and the machine's timeline
+    (``timeline``); the core's debugfs files (``debugfs``).
+``vdrm.panfrost``, ``vdrm.panthor``
+    The drivers, side by side and never importing each other: BO rules, GPU VA, MMU and
+    faults or VMs and tiler heaps, jobs and engines, ioctls, fdinfo lines, debugfs, the
+    release table, each behind ``GpuDevice``.
+``vdrm.drivers``
+    The registry of drivers by name, and the machines built from them (``--gpus``).
+``vdrm.scenario``
+    Reproducible machines of processes, clients, BOs and job timelines, on any driver.
+``vdrm.bridge``
+    The process side: real programs' open/fstat/ioctl reaching the engine.
 ``vdrm.fs``
     The FUSE side: the virtual tree, the ``pyfuse3.Operations`` adapter, the request
     protocol, the daemon lifecycle. The only package that imports ``pyfuse3`` or ``trio``.

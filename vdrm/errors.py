@@ -107,6 +107,18 @@ class BadAddress(VdrmError):
     errno = _errno.EFAULT
 
 
+class OperationNotPermitted(VdrmError):
+    """EPERM: the caller may not do this (mmap of a NO_MMAP BO, a priority it lacks the right to)."""
+
+    errno = _errno.EPERM
+
+
+class Canceled(VdrmError):
+    """ECANCELED: the target can take no more work (a Panthor group that timed out or faulted)."""
+
+    errno = _errno.ECANCELED
+
+
 class KernelBug(VdrmError):
     """EIO: an internal invariant broke (a kernel WARN/BUG); tests turn these into failures."""
 

@@ -29,7 +29,9 @@ import pytest
 
 from vdrm.drm.device import Driver
 from vdrm.panfrost.releases import PANFROST
+from vdrm.drm.gpu import SysfsAttribute
 from vdrm.drm.ioctl import Arg, Ioctl
+from vdrm.drm.timeline import Timeline
 from vdrm.errors import InvalidArgument, WouldBlock
 from vdrm.fs.procfs import FdRef
 from vdrm.kernel.clock import VirtualClock
@@ -83,14 +85,18 @@ class _Driver618(Driver):
 
 
 class FakeDevice:
-    """The part of ``PanfrostDevice`` the tree uses, with visible bookkeeping."""
+    """The part of the ``GpuDevice`` interface the tree uses, with visible bookkeeping."""
 
     platform_device = "fde60000.gpu"
+    nodes = (("card0", 0, "card"), ("renderD128", 128, "render"))
+    minors = (0, 128)
     driver_name = "panfrost"
 
     def __init__(self) -> None:
         self.clock = VirtualClock()
         self.log = KernelLog(self.clock)
+        self.services = self  # one GPU: its own clock and log
+        self.timeline = Timeline(self.clock)
         self.profiling = False
         self.files: dict[int, FakeFile] = {}
         self.drm = self  # the tree lists clients through device.drm.files
@@ -116,6 +122,18 @@ class FakeDevice:
     def fdinfo(self, file: FakeFile, *, pos: int = 0, flags: int = 0, mnt_id: int = 0, ino: int = 0) -> str:
         return (f"pos:\t{pos}\nflags:\t0{flags:o}\nmnt_id:\t{mnt_id}\nino:\t{ino}\n"
                 f"drm-driver:\tpanfrost\ndrm-client-id:\t{file.client_id}\n")
+
+    def update(self) -> None:
+        pass
+
+    def uevent(self) -> str:
+        return "DRIVER=panfrost\n"
+
+    def debugfs_attributes(self) -> dict[str, SysfsAttribute]:
+        return {}
+
+    def sysfs_attributes(self) -> dict[str, SysfsAttribute]:
+        return {"profiling": SysfsAttribute(lambda: "1\n" if self.profiling else "0\n", self.write_profiling)}
 
     def write_profiling(self, text: str) -> None:
         value = text.strip()

@@ -185,3 +185,16 @@ def test_sigterm_reaches_the_command_and_the_mount_still_goes() -> None:
             runner.kill()
         runner.communicate()
     assert not mounted(mountpoint) and not mountpoint.parent.exists()
+
+
+def test_two_gpus_two_drivers_each_client_on_its_own_device() -> None:
+    """With Panfrost at renderD128 and Panthor at renderD129, the parser finds one client on each
+    device, with its own driver and platform device, and the truth agrees for both."""
+    report, truth = sample_and_truth("two-gpus.toml", warm_up="1s", step="1s")
+    by_minor = {c["minor"]: c for c in report["clients"]}
+    assert sorted(by_minor) == [128, 129]
+    assert (by_minor[128]["driver"], by_minor[128]["device"]) == ("panfrost", "fde60000.gpu")
+    assert (by_minor[129]["driver"], by_minor[129]["device"]) == ("panthor", "fb000000.gpu")
+    assert by_minor[129]["profiling"] == "3"  # Panthor's knob is a mask
+    assert by_minor[129]["engines"]["panthor"]["utilisation"] == pytest.approx(12 / 16, abs=0.02)
+    check_against_truth(report, truth)

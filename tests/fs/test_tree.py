@@ -16,7 +16,7 @@ from tests.fs.conftest import FakeDevice, FakeProcesses
 from vdrm.panfrost.releases import PANFROST
 from vdrm.errors import AccessDenied, InvalidArgument, NoEntry
 from vdrm.fs.cache import CACHE_TIMEOUT
-from vdrm.fs.tree import (DYNAMIC_TIMEOUT, NODES, POLL_READABLE, POLL_WRITABLE, ROOT_INO, STATIC_TIMEOUT, TABLE, Caller, DrmOpen,
+from vdrm.fs.tree import (DYNAMIC_TIMEOUT, POLL_READABLE, POLL_WRITABLE, ROOT_INO, STATIC_TIMEOUT, TABLE, Caller, DrmOpen,
                           Kind, Tree)
 
 ROOT = Caller(tid=4242, uid=0, gid=0)
@@ -51,17 +51,21 @@ def open_node(tree: Tree, name: str = "renderD128", caller: Caller = ROOT) -> Dr
     return handle
 
 
+NODES = (("card0", 0, "card"), ("renderD128", 128, "render"))  # a Panfrost machine's one GPU
+
+
 def static_paths() -> list[tuple[str, Kind]]:
     out = []
     for row in TABLE:
-        if row.all_pids or any(v in row.path for v in ("{pid}", "{fd}", "{tid}", "{debugfs}", "{client}")):
+        if row.all_pids or any(v in row.path for v in ("{pid}", "{fd}", "{tid}", "{debugfs}", "{client}",
+                                                       "{dattr}")):  # FakeDevice has no debugfs attributes
             continue
         if row.feature is not None and not PANFROST.has(row.feature, (6, 18)):  # the fake device is 6.18
             continue
         variants = [{}] if not any(k in row.path for k in ("{node}", "{minor}", "{kind}")) else \
             [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
         for v in variants:
-            out.append((row.path.format(pdev=PDEV, driver="panfrost", **v), row.kind))
+            out.append((row.path.format(pdev=PDEV, attr="profiling", driver="panfrost", **v), row.kind))
     return out
 
 

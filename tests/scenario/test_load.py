@@ -70,3 +70,74 @@ def test_unreadable_file_is_a_scenario_error(tmp_path):
     """A missing file is refused with its name, not a traceback."""
     with pytest.raises(ScenarioError, match="cannot read"):
         load(tmp_path / "missing.toml")
+
+
+PANTHOR = '''
+[device]
+gpus = ["panfrost", "panthor"]
+kernel = "6.18"
+
+[[client]]
+id = "old"
+
+[[client.bo]]
+id = "vbo"
+size = "1M"
+
+[[client]]
+id = "new"
+node = "renderD129"
+queues = ["64K"]
+
+[[client.bo]]
+id = "tex"
+size = "4M"
+flags = ["EXCLUSIVE_VM"]
+
+[[client.heap]]
+id = "heap"
+chunk_size = "2M"
+initial_chunks = 2
+max_chunks = 4
+'''
+
+
+def test_a_two_gpu_scenario_loads_with_each_clients_card():
+    """Clients pick their GPU by node; heaps and queues belong to the Panthor client."""
+    spec = loads(PANTHOR)
+    old, new = spec.clients
+    assert (old.minor, old.gpu, new.minor, new.gpu) == (128, 0, 129, 1)
+    assert new.queues == (65536,) and new.heaps[0].max_chunks == 4
+
+
+@pytest.mark.parametrize("text, line, message", [
+    (PANTHOR.replace('"panthor"]', '"panthor", "panthor"]'), 3, "each driver drives one GPU"),
+    (PANTHOR.replace('"panthor"]', '"tyr"]'), 3, "gpus is a non-empty list of drivers"),
+    (PANTHOR.replace('kernel = "6.18"', 'kernel = "6.8"'), 4, "not emulated for panthor"),
+    (PANTHOR.replace('node = "renderD129"', 'node = "renderD130"'), 15, "node must be one of"),
+    (PANTHOR.replace('flags = ["EXCLUSIVE_VM"]', 'flags = ["HEAP"]'), 21, "unknown panthor BO flag 'HEAP'"),
+    (PANTHOR.replace('size = "1M"', 'size = "1M"\nflags = ["EXCLUSIVE_VM"]'), 12, "unknown panfrost BO flag"),
+    (PANTHOR.replace('queues = ["64K"]', 'queues = ["48K"]'), 16, "power of two from 4K to 64K"),
+    (PANTHOR.replace('chunk_size = "2M"', 'chunk_size = "64K"'), 25, "from 128K to 8M"),
+    (PANTHOR.replace('max_chunks = 4', 'max_chunks = 1'), 27, "max_chunks >= initial_chunks"),
+    (PANTHOR.replace('id = "heap"', 'id = "tex"'), 24, "used twice"),
+    (PANTHOR.replace('[[client]]\nid = "new"', '[[client]]\nid = "new"\n[[client.heap]]\nid = "h0"\n'
+                     '[[client]]\nid = "x"'), 15, "panfrost has no tiler heaps"),
+    (PANTHOR + '\n[[event]]\nat = "1s"\nclient = "new"\nfault = "tex+0"\n', 32, "no GPU page faults"),
+    (PANTHOR + '\n[[event]]\nat = "1s"\nclient = "new"\nmadvise = { bo = "tex", madv = "DONTNEED" }\n', 32,
+     "panthor has no madvise"),
+    (PANTHOR + '\n[[event]]\nat = "1s"\nclient = "old"\ntiler_oom = "heap"\n', 32, "belongs to client 'new'"),
+    (PANTHOR + '\n[[job]]\nclient = "new"\nduration = "1ms"\ntiler_oom = ["nope"]\n', 32, "'nope' is not a heap id"),
+    (PANTHOR + '\n[[job]]\nclient = "old"\nengine = "panthor"\nduration = "1ms"\n', 31, "unknown engine 'panthor'"),
+    (PANTHOR.replace('kernel = "6.18"', 'kernel = "6.18"\nprofiling = 5'), 5, "a mask 0..3"),
+    ('inodes = { renderD129 = 491 }\n' + PANTHOR.replace('"panfrost", "panthor"', '"panthor"'), 1,
+     "not a node of this machine"),
+])
+def test_bad_panthor_and_two_gpu_files_name_the_line(tmp_path, text, line, message):
+    """Mistakes specific to Panthor and to two GPUs are refused as FILE:LINE: with the reason."""
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    assert str(info.value).startswith(f"{path}:{line}: "), str(info.value)
+    assert message in str(info.value)

@@ -1,7 +1,7 @@
 """The DRM device (``struct drm_device``) and the driver interface (``struct drm_driver``).
 
-A :class:`DrmDevice` owns what is device-wide in the kernel: its minors (primary 0,
-render 128), the open files, the flink name table, the fake mmap offset space, the list
+A :class:`DrmDevice` owns what is device-wide in the kernel: its minors (primary N,
+render 128 + N for card N), the open files, the flink name table, the fake mmap offset space, the list
 of GEM objects in creation order (what Panfrost's debugfs ``gems`` walks), and the
 services it runs on: the page allocator (emulated RAM), the clock and the kernel log.
 
@@ -105,11 +105,13 @@ class DrmDevice:
         clock: "Clock",
         log: "KernelLog",
         client_ids: ClientIdCounter | None = None,
+        index: int = 0,
         limits: Limits | None = None,
         ioctls: "Mapping[str, Any] | None" = None,
         unique: str = "",
     ):
         self.driver = driver
+        self.index = index  # the card number: minors index and 128 + index
         self.limits = limits or Limits()
         self.label_bytes = 0  # bytes of BO labels held device-wide (limits.label_bytes)
         self.pages = pages
@@ -128,7 +130,7 @@ class DrmDevice:
 
     @property
     def minors(self) -> tuple[int, int]:
-        return (PRIMARY_MINOR, RENDER_MINOR)
+        return (PRIMARY_MINOR + self.index, RENDER_MINOR + self.index)
 
     # -- files ---------------------------------------------------------------------
 
@@ -145,7 +147,7 @@ class DrmDevice:
                                "(--max-clients)")
         file = DrmFile(self, minor, self.client_ids.next(), pid=pid, comm=comm, uid=uid)
         self.driver.open(file)
-        if minor == PRIMARY_MINOR:
+        if minor == self.minors[0]:
             auth.master_open(file)
         self.files[file.client_id] = file
         return file

@@ -65,7 +65,7 @@ from vdrm.drm import auth, gem, grammar, releases
 from vdrm.drm.uaccess import USER_ADDR_MAX, UserMemory, copy_from_user, copy_to_user
 from vdrm.drm.uapi import (DRM_COMMAND_BASE, DRM_COMMAND_END, DRM_IO, DRM_IOCTL_BASE, DRM_IOR,
                            DRM_IOW, DRM_IOWR, IOC_IN, IOC_OUT, Field, IoctlNumber, Struct,
-                           UserBuffer, UserBytes, UserString, ioc_nr, ioc_size, ioc_type)
+                           UserArray, UserBuffer, UserBytes, UserString, ioc_nr, ioc_size, ioc_type)
 from vdrm.errors import (AccessDenied, BadAddress, InvalidArgument, NoEntry, NotSupported,
                          VdrmError)
 
@@ -236,6 +236,7 @@ _FLAG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # engine names have a dash
 
 # which C types can carry which argument kinds (a pointer field carries list / str)
 _FIELD_KINDS: Mapping[str, frozenset[str]] = {
+    "u8": frozenset({"u32", "enum"}),  # the handler refuses a text value above 255
     "u32": frozenset({"u32", "flags", "enum", "size"}),
     "u64": frozenset({"u64", "size", "flags", "enum", "u32"}),
     "s64": frozenset({"s64", "duration"}),
@@ -278,7 +279,7 @@ def _check_struct(ioctl: Ioctl) -> None:
             raise ValueError(f"{where}.{arg.name}: {struct.name}.{f.name} is an output field")
         if f.pointer is not None:
             want = {"list": "UserArray", "str": "UserString/UserBytes"}.get(arg.kind)
-            ok = (arg.kind == "list" and type(f.pointer).__name__ == "UserArray") or \
+            ok = (arg.kind == "list" and isinstance(f.pointer, UserArray)) or \
                  (arg.kind == "str" and isinstance(f.pointer, (UserString, UserBytes))) or \
                  (arg.kind in ("u64",) and type(f.pointer).__name__ == "UserAddress")
             if not ok:

@@ -34,7 +34,7 @@ import trio
 from vdrm.bridge import ioctls, nodestat, seccomp
 from vdrm.bridge.supervisor import Supervisor
 from vdrm.fs.procfs import mount_dev
-from vdrm.scenario.run import NODE_INO
+from vdrm.scenario.run import node_ino
 
 if TYPE_CHECKING:
     from vdrm.bridge.memory import ProcessMemory
@@ -118,7 +118,7 @@ class TreeHost:
         minor = self.tree.node_minor(ino)  # a dict read: safe off the engine thread
         if minor is None:
             return None
-        return nodestat.NodeStat(ino=NODE_INO[minor], mode=0o20666, uid=0, gid=0,
+        return nodestat.NodeStat(ino=node_ino(minor), mode=0o20666, uid=0, gid=0,
                                  rdev=os.makedev(226, minor), time_ns=self.tree.mtime_ns)
 
     def ioctl_call(self, listener: int, note: seccomp.Notification) -> None:

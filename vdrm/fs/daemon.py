@@ -1,7 +1,7 @@
 """The daemon: command line, mount, serve until a signal, unmount.
 
-``python mount.py MOUNTPOINT [options]`` builds a :class:`~vdrm.panfrost.device.DeviceConfig`
-from the options, mounts the tree with pyfuse3 (``fsname=vdrm``, ``default_permissions``,
+``python mount.py MOUNTPOINT [options]`` builds a :class:`~vdrm.drm.gpu.DeviceConfig`
+and a machine of one or more GPUs (``--gpus``, :mod:`vdrm.drivers`) from the options, mounts the tree with pyfuse3 (``fsname=vdrm``, ``default_permissions``,
 ``allow_other``) and serves it in the foreground until SIGINT (Ctrl-C), SIGTERM or SIGHUP,
 then unmounts. ``--daemon`` forks first and returns once the mount is ready; the exit
 status says whether it is (the child reports readiness, or its error, through a pipe).
@@ -43,7 +43,9 @@ from typing import Callable, Sequence
 import pyfuse3
 import trio
 
+from vdrm import drivers
 from vdrm.drm import grammar
+from vdrm.drm.gpu import DeviceConfig, GpuDevice, Machine
 from vdrm.drm.limits import Limits
 from vdrm.errors import InvalidArgument, VdrmError
 from vdrm.fs import bridge as fs_bridge
@@ -52,8 +54,6 @@ from vdrm.fs.permissions import NodeAccess, group_id
 from vdrm.fs.procfs import ProcessTable, ScenarioProcessTable
 from vdrm.fs.tree import Tree
 from vdrm.kernel.releases import parse_release, release_name
-from vdrm.panfrost.device import DeviceConfig, PanfrostDevice
-from vdrm.panfrost.releases import PANFROST
 from vdrm.scenario.load import ScenarioError
 from vdrm.scenario.load import load as load_scenario
 from vdrm.scenario.run import Scenario
@@ -93,13 +93,26 @@ def parse_kernel(text: str) -> tuple[int, int]:
         release = parse_release(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a kernel version like 6.18") from None
-    if not PANFROST.is_emulated(release):
+    if release not in _all_kernels():
         raise argparse.ArgumentTypeError(f"kernel {text} is not emulated (choose from {_kernels()})")
     return release
 
 
+def _all_kernels() -> list[tuple[int, int]]:
+    return sorted({v for cls in drivers.DRIVERS.values() for v in cls.KERNEL_VERSIONS})
+
+
 def _kernels() -> str:
-    return PANFROST.names()
+    return ", ".join(release_name(r) for r in _all_kernels())
+
+
+def parse_gpus(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in drivers.DRIVERS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: GPUs are driver names from {', '.join(drivers.DRIVERS)}, "
+                                         "comma-separated, card0 first")
+    return names
 
 
 def _fraction(text: str) -> float:
@@ -151,7 +164,7 @@ def node_access(args: argparse.Namespace) -> NodeAccess:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = DeviceConfig()
-    newest = release_name(PANFROST.newest)
+    newest = release_name(_all_kernels()[-1])
     parser = argparse.ArgumentParser(
         prog="mount.py",
         description="Mount vdrm: an emulated Arm Mali GPU (Panfrost) with a fake /dev/dri, "
@@ -194,6 +207,9 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
     parser.add_argument("mountpoint", metavar="MOUNTPOINT", nargs="?",
                         help="an existing directory to mount on (not with --run)")
     device = parser.add_argument_group("the emulated device")
+    device.add_argument("--gpus", type=parse_gpus, default=("panfrost",), metavar="DRIVER[,DRIVER]",
+                        help="the GPUs, card0/renderD128 first, then card1/renderD129: "
+                             f"{', '.join(drivers.DRIVERS)} (default panfrost; e.g. panfrost,panthor)")
     device.add_argument("--kernel", type=parse_kernel, default=defaults.kernel, metavar="VERSION",
                         help=f"kernel whose ioctls, fdinfo and debugfs dialect to speak: {_kernels()}; "
                              f"the newest is {newest} (default {release_name(defaults.kernel)})")
@@ -257,14 +273,14 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
     return parser
 
 
-def make_device(args: argparse.Namespace) -> tuple[PanfrostDevice, Scenario | None]:
+def make_device(args: argparse.Namespace) -> tuple[Machine, Scenario | None]:
     """The device the options describe: a scenario's (its [device] table wins) or one
     built from the device options. Raises ScenarioError, UsageError or VdrmError."""
     if args.scenario is not None:
         scenario = Scenario(load_scenario(args.scenario))
         gc.freeze()  # what the scenario built lives on: keep collections from rescanning it
-        return scenario.device, scenario
-    return PanfrostDevice(build_config(args)), None
+        return scenario.machine, scenario
+    return drivers.build(build_config(args), getattr(args, "gpus", ("panfrost",))), None
 
 
 def build_config(args: argparse.Namespace) -> DeviceConfig:
@@ -372,7 +388,7 @@ def recover_stale(mountpoint: str, say: Callable[[str], None]) -> bool:
 # -- serving -----------------------------------------------------------------------------
 
 
-def serve(mountpoint: str, device: PanfrostDevice, ready: Callable[[], None] = lambda: None,
+def serve(mountpoint: str, device: GpuDevice | Machine, ready: Callable[[], None] = lambda: None,
           scenario: Scenario | None = None, *, all_pids: bool = False,
           options: frozenset[str] = MOUNT_OPTIONS, bridge: "socket.socket | None" = None,
           access: NodeAccess | None = None) -> None:
@@ -586,7 +602,7 @@ def fork_daemon(run: Callable[[Callable[[], None]], None], *, keep_stderr: bool 
         os._exit(status)
 
 
-def _daemonize(mountpoint: str, device: PanfrostDevice, args: argparse.Namespace,
+def _daemonize(mountpoint: str, device: Machine, args: argparse.Namespace,
                scenario: Scenario | None = None) -> int:
     """Fork; the parent returns 0 once the child's mount is ready, 1 with its error."""
 

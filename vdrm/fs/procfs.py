@@ -30,11 +30,14 @@ Cost, measured on a 2-vCPU VM with about 75 processes: a whole scan 3 ms, one fd
 from __future__ import annotations
 
 import os
+import re
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-# Names an fd link must end with to be worth reading its fdinfo (the DRM nodes' names).
-_NODE_NAMES = ("/card0", "/renderD128")
+# Names an fd link must end with to be worth reading its fdinfo (the DRM nodes' names,
+# of every GPU: card0, renderD128, card1, renderD129 ...).
+_NODE_NAME = re.compile(r"/(card\d+|renderD\d+)$")
 # Every lookup of a node name mints a new inode and unhashes the old dentry, so the host
 # shows earlier opens of the same name as deleted: "/mnt/dev/dri/card0 (deleted)".
 _DELETED = " (deleted)"
@@ -169,7 +172,7 @@ class ProcessTable:
             target = os.readlink(f"{self._proc}/{pid}/fd/{fd}")
         except OSError:
             return None
-        if not target.removesuffix(_DELETED).endswith(_NODE_NAMES):
+        if not _NODE_NAME.search(target.removesuffix(_DELETED)):
             return None
         try:
             header = parse_fdinfo_header(_read(f"{self._proc}/{pid}/fdinfo/{fd}").decode())

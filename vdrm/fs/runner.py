@@ -79,9 +79,10 @@ import time
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from vdrm.bridge import seccomp
+from vdrm.drm.gpu import as_machine
 
 if TYPE_CHECKING:
-    from vdrm.panfrost.device import PanfrostDevice
+    from vdrm.drm.gpu import GpuDevice, Machine
     from vdrm.scenario.run import Scenario
 
 
@@ -97,7 +98,8 @@ PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 10.0  # seconds the daemon gets to unmount after SIGTERM
 
 # The tree's directories grafted over the system's, in this order (/proc last: the
-# grafting reads the host's /proc). Paths relative to the mount point; {pdev} filled in.
+# grafting reads the host's /proc). Paths relative to the mount point; {pdev} filled in,
+# once per GPU.
 GRAFTS = (
     ("dev/dri", "/dev/dri"),
     ("sys/class/drm", "/sys/class/drm"),
@@ -142,11 +144,12 @@ def bind(source: str, target: str, *, recursive: bool = False) -> None:
 # -- COMMAND's namespace ------------------------------------------------------------------
 
 
-def enter_namespace(mountpoint: str, pdev: str, *, bridged: bool = True) -> None:
-    """Make this process's private mount namespace, with the device grafted in (child only).
+def enter_namespace(mountpoint: str, pdevs: Sequence[str], *, bridged: bool = True) -> None:
+    """Make this process's private mount namespace, with the devices grafted in (child only).
 
-    ``bridged``: ``/dev/dri`` holds the mount's openable nodes (the bridge makes them
-    character devices to stat and ioctl); otherwise the stat-only ``dev/dri-nodes``."""
+    ``pdevs``: every GPU's platform device. ``bridged``: ``/dev/dri`` holds the mount's
+    openable nodes (the bridge makes them character devices to stat and ioctl); otherwise
+    the stat-only ``dev/dri-nodes``."""
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
         unshare(CLONE_NEWNS)
@@ -163,7 +166,8 @@ def enter_namespace(mountpoint: str, pdev: str, *, bridged: bool = True) -> None
     for source, target in GRAFTS:
         if source == "dev/dri" and not bridged:
             source = "dev/dri-nodes"
-        graft(f"{mountpoint}/{source.format(pdev=pdev)}", target.format(pdev=pdev))
+        for pdev in (pdevs if "{pdev}" in source else pdevs[:1]):
+            graft(f"{mountpoint}/{source.format(pdev=pdev)}", target.format(pdev=pdev))
     _graft_char_links(mountpoint)
     bind("/proc/sys", f"{mountpoint}/proc/sys", recursive=True)  # carried along by the rbind
     bind(f"{mountpoint}/proc", "/proc", recursive=True)
@@ -237,7 +241,7 @@ def shadow(directory: str, binds: dict[str, str], *, skip, links: dict[str, str]
 # -- running ------------------------------------------------------------------------------
 
 
-def run(command: Sequence[str], device: "PanfrostDevice", scenario: "Scenario | None" = None, *,
+def run(command: Sequence[str], device: "GpuDevice | Machine", scenario: "Scenario | None" = None, *,
         log_level: str = "warning", log_file: str | None = None) -> int:
     """Mount, run ``command`` in its namespace, unmount; COMMAND's exit status."""
     # mkdtemp makes it 0700: no other user reaches the mount, which mirrors every
@@ -256,7 +260,8 @@ def run(command: Sequence[str], device: "PanfrostDevice", scenario: "Scenario | 
             ours.close()
         if daemon is None:
             return EXIT_VDRM
-        return _run_command(command, mountpoint, device.platform_device, theirs)
+        pdevs = [gpu.platform_device for gpu in as_machine(device).devices]
+        return _run_command(command, mountpoint, pdevs, theirs)
     finally:
         for end in (ours, theirs):
             if end is not None:
@@ -266,7 +271,7 @@ def run(command: Sequence[str], device: "PanfrostDevice", scenario: "Scenario | 
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _start_daemon(mountpoint: str, device: "PanfrostDevice", scenario: "Scenario | None",
+def _start_daemon(mountpoint: str, device: "GpuDevice | Machine", scenario: "Scenario | None",
                   log_level: str, log_file: str | None, bridge: socket.socket | None,
                   other_end: socket.socket | None) -> int | None:
     """Fork the daemon; its pid once the mount is ready, None (after saying why) if not.
@@ -321,7 +326,7 @@ def _stop_daemon(pid: int, mountpoint: str) -> None:
         pass
 
 
-def _run_command(command: Sequence[str], mountpoint: str, pdev: str, bridge: socket.socket | None) -> int:
+def _run_command(command: Sequence[str], mountpoint: str, pdevs: Sequence[str], bridge: socket.socket | None) -> int:
     """Fork COMMAND into its namespace and wait for it; its exit status (or ours)."""
     read_end, write_end = os.pipe()  # close-on-exec: EOF means exec succeeded
     forward = (signal.SIGTERM, signal.SIGHUP)
@@ -332,7 +337,7 @@ def _run_command(command: Sequence[str], mountpoint: str, pdev: str, bridge: soc
     if pid == 0:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(read_end)
-        _child(command, mountpoint, pdev, write_end, bridge)  # never returns
+        _child(command, mountpoint, pdevs, write_end, bridge)  # never returns
 
     os.close(write_end)
     if bridge is not None:
@@ -387,14 +392,14 @@ def _forward(pid: int, signum: int) -> None:
         pass
 
 
-def _child(command: Sequence[str], mountpoint: str, pdev: str, report_fd: int,
+def _child(command: Sequence[str], mountpoint: str, pdevs: Sequence[str], report_fd: int,
            bridge: socket.socket | None) -> None:
     """In COMMAND's process: the namespace, the seccomp filter, then exec; failures go to
     ``report_fd``."""
     kind, message = "setup", ""
     try:
         try:
-            enter_namespace(mountpoint, pdev, bridged=bridge is not None)
+            enter_namespace(mountpoint, pdevs, bridged=bridge is not None)
         except (SetupError, OSError) as e:
             raise SetupError(f"cannot set up the namespace for {command[0]}: {e}") from None
         if bridge is not None:

@@ -5,15 +5,26 @@ content. ``getattr``, ``lookup``, ``readdir``, ``readlink`` and ``open`` all ans
 no other module spells a path. Placeholders in a path:
 
 ``{node}``, ``{minor}``, ``{kind}``
-    expanded when the tree is built, once per DRM node (``card0``/0/``card``,
-    ``renderD128``/128/``render``);
-``{pdev}``, ``{driver}``
-    the platform device's name (``fde60000.gpu``) and its driver's (``panfrost``);
+    expanded when the tree is built, once per DRM node of every GPU (``card0``/0/``card``,
+    ``renderD128``/128/``render``, then ``card1``/1 and ``renderD129``/129 for a second GPU);
+``{pdev}``
+    the GPU's platform device name (``fde60000.gpu``), once per GPU;
+``{attr}``, ``{dattr}``
+    the GPU's own sysfs attributes (:meth:`GpuDevice.sysfs_attributes`: ``profiling``)
+    and its writable debugfs files (:meth:`GpuDevice.debugfs_attributes`, mode 0600:
+    Panfrost's ``profile`` in 6.7-6.9);
+``{driver}``
+    the GPU's driver's name (``panfrost``), once per GPU, for ``sys/bus/platform/drivers``;
 ``{pid}``, ``{fd}``, ``{tid}``
     real processes holding vdrm fds (every real process with ``all_pids``), those fds, and
     a process's threads (:mod:`vdrm.fs.procfs`), looked up live;
 ``{debugfs}``
-    the device's debugfs files (:meth:`PanfrostDevice.debugfs_files`).
+    the GPU's debugfs files (:meth:`GpuDevice.debugfs_files`).
+
+The tree serves a :class:`~vdrm.drm.gpu.Machine` (one or more GPUs) and talks to each GPU
+only through the driver-neutral :class:`~vdrm.drm.gpu.GpuDevice` interface: a driver's
+rows (uevent, sysfs attributes, debugfs files) come from the device, so no path here
+names a driver. A row's renderer finds its GPU by the build-time ``gpu`` index.
 
 Node kinds and what an open of each gives (:class:`OpenFile`):
 
@@ -73,6 +84,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
+from vdrm.drm.gpu import GpuDevice, Machine, as_machine
 from vdrm.drm.ioctl import Arg
 from vdrm.errors import AccessDenied, InvalidArgument, NoEntry, VdrmError, WouldBlock
 from vdrm.fs import protocol
@@ -82,7 +94,6 @@ from vdrm.fs.permissions import NodeAccess, may_trace
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
     from vdrm.fs.procfs import FdRef, ProcessTable
-    from vdrm.panfrost.device import PanfrostDevice
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +111,7 @@ STATIC_TIMEOUT = 300.0
 # otherwise send a GETATTR for every directory of every path walk.
 DYNAMIC_TIMEOUT = 1.0
 
-# The DRM nodes: name, minor, by-path suffix.
-NODES = (("card0", 0, "card"), ("renderD128", 128, "render"))
+
 
 class Kind(enum.Enum):
     """What a path is, which decides its file type and what an open of it gives."""
@@ -155,7 +165,7 @@ def _fdinfo(tree: "Tree", a: dict, ref: "FdRef | None" = None) -> str:
         raise NoEntry(f"fd {a['fd']} of pid {a['pid']} is not an open vdrm node")
     # pos is 0: a real DRM fd's position never moves (requests are ioctls), while this
     # FUSE file's moves with every request and reply.
-    return tree.device.fdinfo(file, pos=0 if ref.file is None else ref.pos, flags=ref.flags,
+    return tree.machine.fdinfo(file, pos=0 if ref.file is None else ref.pos, flags=ref.flags,
                               mnt_id=ref.mnt_id, ino=ref.ino)
 
 
@@ -215,32 +225,35 @@ def _thread_self(tree: "Tree", a: dict) -> str:
 
 
 def _debugfs(tree: "Tree", a: dict) -> str:
-    render = tree.device.debugfs_files().get(a["debugfs"])
+    render = _gpu(tree, a).debugfs_files().get(a["debugfs"])
     if render is None:
         raise NoEntry(f"no debugfs file {a['debugfs']}")
     return render()
 
 
+def _gpu(tree: "Tree", a: dict) -> GpuDevice:
+    return tree.machine.devices[a["gpu"]]
+
+
 def _client_of(tree: "Tree", a: dict) -> "DrmFile":
-    file = tree.device.drm.files.get(a["client"])
+    file = _gpu(tree, a).drm.files.get(a["client"])
     if file is None:
         raise NoEntry(f"no DRM client {a['client']}")
     return file
 
 
 def _client_fdinfo(tree: "Tree", a: dict) -> str:
-    return tree.device.fdinfo(_client_of(tree, a))
+    return tree.machine.fdinfo(_client_of(tree, a))
 
 
 def _client_truth(tree: "Tree", a: dict) -> str:
-    return json.dumps(tree.device.truth(_client_of(tree, a)), indent=1) + "\n"
+    return json.dumps(tree.machine.truth(_client_of(tree, a)), indent=1) + "\n"
 
 
 def _clock_show(tree: "Tree", a: dict) -> str:
-    clock = tree.device.clock
+    clock = tree.machine.clock
     kind = "virtual" if clock.virtual else "real"
-    step = tree.device.timeline._last_step
-    return f"clock {kind}\nnow_ns {clock.now_ns()}\nlast_step_ns {step[1] - step[0]}\n"
+    return f"clock {kind}\nnow_ns {clock.now_ns()}\nlast_step_ns {tree.machine.timeline.last_step.step_ns}\n"
 
 
 def _clock_store(tree: "Tree", a: dict, text: str) -> None:
@@ -250,25 +263,33 @@ def _clock_store(tree: "Tree", a: dict, text: str) -> None:
         words = words[1:]
     if len(words) != 1:
         raise InvalidArgument(f"write a duration such as 16ms to advance the clock, not {text.strip()!r}")
-    tree.device.advance(protocol.parse_value(_CLOCK_STEP, words[0].lstrip("+")))
+    tree.machine.advance(protocol.parse_value(_CLOCK_STEP, words[0].lstrip("+")))
 
 
 def _pdev_uevent(tree: "Tree", a: dict) -> str:
-    from vdrm.panfrost.device import platform_uevent  # identity data: the driver's, not fs's
-
-    return platform_uevent()
+    return _gpu(tree, a).uevent()
 
 
-def _profiling_show(tree: "Tree", a: dict) -> str:
-    return f"{int(tree.device.profiling)}\n"  # sysfs: a bool; debugfs: the atomic_t as set
+def _attr_show(tree: "Tree", a: dict) -> str:
+    return _gpu(tree, a).sysfs_attributes()[a["attr"]].show()
 
 
-def _profiling_store(tree: "Tree", a: dict, text: str) -> None:
-    tree.device.write_profiling(text)
+def _attr_store(tree: "Tree", a: dict, text: str) -> None:
+    store = _gpu(tree, a).sysfs_attributes()[a["attr"]].store
+    if store is None:
+        raise AccessDenied(f"{a['attr']} is read-only")
+    store(text)
 
 
-def _profile_store(tree: "Tree", a: dict, text: str) -> None:
-    tree.device.write_profile(text)
+def _dattr_show(tree: "Tree", a: dict) -> str:
+    return _gpu(tree, a).debugfs_attributes()[a["dattr"]].show()
+
+
+def _dattr_store(tree: "Tree", a: dict, text: str) -> None:
+    store = _gpu(tree, a).debugfs_attributes()[a["dattr"]].store
+    if store is None:
+        raise AccessDenied(f"{a['dattr']} is read-only")
+    store(text)
 
 
 @dataclass(frozen=True)
@@ -354,9 +375,7 @@ TABLE: tuple[Row, ...] = (
     Row("sys/devices/platform", D, 0o755),
     Row(_DEV, D, 0o755),
     Row(_DEV + "/uevent", T, 0o444, _pdev_uevent, SYSFS_ATTR_SIZE),
-    # the profiling switch: sysfs from 6.10, a debugfs atomic_t (mode 0600) in 6.7-6.9
-    Row(_DEV + "/profiling", A, 0o644, (_profiling_show, _profiling_store), SYSFS_ATTR_SIZE,
-        feature="profiling-sysfs"),
+    Row(_DEV + "/{attr}", A, 0o644, (_attr_show, _attr_store), SYSFS_ATTR_SIZE),
     Row(_DEV + "/subsystem", L, 0o777, "../../../bus/platform"),  # libdrm: the bus type
     Row(_DEV + "/driver", L, 0o777, "../../../bus/platform/drivers/{driver}"),
     Row(_DEV + "/drm", D, 0o755),
@@ -378,8 +397,7 @@ TABLE: tuple[Row, ...] = (
     Row("sys/kernel/debug/dri", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}/{debugfs}", T, 0o444, _debugfs),
-    Row("sys/kernel/debug/dri/{minor}/profile", A, 0o600, (_profiling_show, _profile_store),
-        feature="debugfs-profile"),
+    Row("sys/kernel/debug/dri/{minor}/{dattr}", A, 0o600, (_dattr_show, _dattr_store)),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clock", A, 0o644, (_clock_show, _clock_store)),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients", D, 0o755),
     Row("sys/kernel/debug/dri/{minor}/vdrm-clients/{client}", D, 0o755),
@@ -394,7 +412,7 @@ _CLOCK_STEP = Arg("by", "duration")
 
 
 def node_name(minor: int) -> str:
-    return "card0" if minor == 0 else f"renderD{minor}"
+    return f"card{minor}" if minor < 128 else f"renderD{minor}"
 
 
 # -- the pattern tree built from TABLE -------------------------------------------------
@@ -406,7 +424,7 @@ class _Pattern:
     def __init__(self, row: Row, path: str, args: dict[str, Any]):
         self.row = row
         self.path = path  # may still contain {pid} {fd} {debugfs}
-        self.args = args  # build-time values: node, minor, kind, pdev
+        self.args = args  # build-time values: gpu, node, minor, kind, pdev, attr
         self.children: dict[str, _Pattern] = {}
         self.var_child: _Pattern | None = None
         self.name = path.rsplit("/", 1)[-1]
@@ -418,19 +436,28 @@ class _Pattern:
         return self.row.kind
 
 
-def _expand(pdev: str, all_pids: bool = False, has: Callable[[str], bool] = lambda feature: True,
-            driver: str = "panfrost") -> list[_Pattern]:
+def _expand(machine: Machine, all_pids: bool = False) -> list[_Pattern]:
     patterns = []
     for row in TABLE:
         if row.all_pids and not all_pids:
             continue
-        if row.feature is not None and not has(row.feature):
-            continue
-        variants: Iterable[dict[str, Any]] = [{}]
+        variants: list[dict[str, Any]] = [{}]
         if any(key in row.path for key in _NODE_KEYS):
-            variants = [{"node": n, "minor": m, "kind": k} for n, m, k in NODES]
+            variants = [{"gpu": i, "pdev": gpu.platform_device, "driver": gpu.driver_name, "node": n, "minor": m,
+                         "kind": k} for i, gpu in enumerate(machine.devices) for n, m, k in gpu.nodes]
+        elif "{pdev}" in row.path or "{driver}" in row.path:
+            variants = [{"gpu": i, "pdev": gpu.platform_device, "driver": gpu.driver_name}
+                        for i, gpu in enumerate(machine.devices)]
+        if row.feature is not None:  # only on the GPUs whose release has it
+            variants = [v for v in variants if "gpu" in v and machine.devices[v["gpu"]].driver.has(row.feature)]
+        if "{attr}" in row.path:
+            variants = [{**v, "attr": name} for v in variants
+                        for name in machine.devices[v["gpu"]].sysfs_attributes()]
+        if "{dattr}" in row.path:
+            variants = [{**v, "dattr": name} for v in variants
+                        for name in machine.devices[v["gpu"]].debugfs_attributes()]
         for variant in variants:
-            args = {"pdev": pdev, "driver": driver, **variant}
+            args = dict(variant)
             path = row.path
             for key, value in args.items():
                 path = path.replace("{" + key + "}", str(value))
@@ -566,8 +593,8 @@ class Attribute(Snapshot):
 class LogReader(OpenFile):
     """The kernel log at any offset; it only grows, so ``tail -f`` sees new records."""
 
-    def __init__(self, device: "PanfrostDevice"):
-        self._log = device.log
+    def __init__(self, machine: Machine):
+        self._log = machine.log
 
     def read(self, offset: int, size: int) -> bytes:
         return self._log.read(offset, size)
@@ -600,7 +627,7 @@ class DrmOpen(OpenFile):
 
     def answer(self) -> int | None:
         """Answer the pending requests in order; the clock time (ns) to wait for, or None."""
-        table = self.tree.device.ioctls
+        table = self.tree.machine.ioctls_of(self.file)
         if self._pending and not self.released:
             self.tree.update_owner(self)
         try:
@@ -666,18 +693,20 @@ class DrmOpen(OpenFile):
 class Tree:
     """The mounted tree over one device and the host's processes."""
 
-    def __init__(self, device: "PanfrostDevice", procfs: "ProcessTable", *, static_timeout: float = STATIC_TIMEOUT,
-                 all_pids: bool = False, access: NodeAccess | None = None):
-        """``all_pids``: serve the rows marked so (the namespace runner's tree); ``procfs``
-        should then list every real process (``ProcessTable(all_pids=True)``).
-        ``access``: the DRM nodes' modes and groups (:mod:`vdrm.fs.permissions`)."""
-        self.device = device
+    def __init__(self, device: "GpuDevice | Machine", procfs: "ProcessTable", *,
+                 static_timeout: float = STATIC_TIMEOUT, all_pids: bool = False, access: NodeAccess | None = None):
+        """``device``: one GPU or a machine of several. ``all_pids``: serve the rows marked
+        so (the namespace runner's tree); ``procfs`` should then list every real process
+        (``ProcessTable(all_pids=True)``). ``access``: the DRM nodes' modes and groups
+        (:mod:`vdrm.fs.permissions`)."""
+        self.machine = as_machine(device)
+        self.device = self.machine  # what the tree's callers reach: clock, log, open, release
         self.access = access or NodeAccess.udev_default()
         self.procfs = procfs
         self.static_timeout = static_timeout
         self.all_pids = all_pids
         self.mtime_ns = time.time_ns()
-        self._patterns = _expand(device.platform_device, all_pids, device.driver.has, device.driver_name)
+        self._patterns = _expand(self.machine, all_pids)
         self._inodes: dict[int, Inode] = {}
         self._by_path: dict[str, Inode] = {}  # dynamic inodes the kernel knows, by path
         self._next_ino = itertools.count(len(self._patterns) + 1)
@@ -785,11 +814,11 @@ class Tree:
 
     def _exists(self, var: str, name: str, args: dict) -> bool:
         if var == "debugfs":
-            return name in self.device.debugfs_files()
+            return name in self.machine.devices[args["gpu"]].debugfs_files()
         if not name.isdigit() or str(int(name)) != name:
             return False
         if var == "client":
-            return int(name) in self.device.drm.files
+            return int(name) in self.machine.devices[args["gpu"]].drm.files
         if var == "pid":
             return self.procfs.has(int(name))
         if var == "tid":
@@ -808,9 +837,9 @@ class Tree:
         if "pid" in a:
             return self.procfs.has(a["pid"])
         if "debugfs" in a:
-            return a["debugfs"] in self.device.debugfs_files()
+            return a["debugfs"] in self.machine.devices[a["gpu"]].debugfs_files()
         if "client" in a:
-            return a["client"] in self.device.drm.files
+            return a["client"] in self.machine.devices[a["gpu"]].drm.files
         return True
 
     def remember(self, inode: Inode) -> None:
@@ -872,7 +901,7 @@ class Tree:
             if kind is Kind.NODE:
                 mode, gid = self.access.of(a["node"])
             if kind is Kind.LOG:
-                size, mtime_ns = self.device.log.size, time.time_ns()
+                size, mtime_ns = self.machine.log.size, time.time_ns()
         if row.content is _fdinfo:  # the exact size: reads may come from the page cache
             text, cacheable = self._fdinfo_text(inode, ref)
             size = len(text)
@@ -974,8 +1003,8 @@ class Tree:
         if var == "tid":
             return [(str(tid), None) for tid in self.procfs.tids(args["pid"])]
         if var == "client":
-            return [(str(cid), None) for cid in self.device.drm.files]
-        return [(name, None) for name in sorted(self.device.debugfs_files())]
+            return [(str(cid), None) for cid in self.machine.devices[args["gpu"]].drm.files]
+        return [(name, None) for name in sorted(self.machine.devices[args["gpu"]].debugfs_files())]
 
     # -- opening files ----------------------------------------------------------------
 
@@ -996,7 +1025,7 @@ class Tree:
         if kind is Kind.NODE:
             return self._open_node(inode, caller)
         if kind is Kind.LOG:
-            return LogReader(self.device)
+            return LogReader(self.machine)
         if "fd" in inode.args and caller.uid != 0:  # procfs: fdinfo only for the process's owner (or root)
             uid, _ = self.procfs.owner(inode.args["pid"])
             if not may_trace(caller.uid, uid):
@@ -1077,7 +1106,7 @@ class Tree:
 
     def _open_node(self, inode: Inode, caller: Caller) -> DrmOpen:
         pid = self.procfs.tgid(caller.tid)
-        file = self.device.open(inode.args["minor"], pid=pid, comm=self.procfs.comm(pid), uid=caller.uid)
+        file = self.machine.open(inode.args["minor"], pid=pid, comm=self.procfs.comm(pid), uid=caller.uid)
         handle = DrmOpen(self, inode.ino, file)
         self._opens.setdefault(inode.ino, []).append(handle)
         self.procfs.invalidate()
@@ -1095,7 +1124,7 @@ class Tree:
             self._opens.pop(handle.ino, None)
         self.procfs.invalidate()
         handle.wake()
-        self.device.release(handle.file)
+        self.machine.release(handle.file)
         self.cache.flushed(handle.ino)
         self.changed()
 

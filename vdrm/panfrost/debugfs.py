@@ -31,9 +31,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from vdrm.drm.auth import is_current_master
+from vdrm.drm import debugfs as core_debugfs
 from vdrm.mm.page_alloc import PAGE_SHIFT
-from vdrm.drm import releases as core
 from vdrm.panfrost import releases
 from vdrm.panfrost.drv import SCHED_PRIORITY_NAMES
 from vdrm.panfrost.gem import MADV_DONTNEED, SZ_2M, PanfrostBo
@@ -50,39 +49,13 @@ STATE_IMPORTED, STATE_EXPORTED, STATE_PURGED, STATE_PURGEABLE = 0x1, 0x2, 0x4, 0
 
 
 def clients(dev: "PanfrostDevice") -> str:
-    """``drm_clients_info``."""
-    has = dev.driver.has
-    names, ids = has(core.CLIENT_NAME), has(core.DEBUGFS_CLIENTS_ID)
-    head = f"{'command':>20} {'tgid':>5} {'dev':>3} master a {'uid':>5} {'magic':>10}"
-    if names:
-        head += f" {'name':>{CLIENT_NAME_MAX_LEN}}"
-    if ids:
-        head += f" {'id':>20}"
-    out = [head + "\n"]
-    for file in dev.drm.files.values():
-        row = (f"{_comm(file):>20} {file.pid:5d} {file.minor:3d}   "
-               f"{'y' if is_current_master(file) else 'n'}    {'y' if file.authenticated else 'n'} "
-               f"{file.uid:5d} {file.magic:10d}")
-        if names:
-            row += f" {file.client_name or '<unset>':>{CLIENT_NAME_MAX_LEN}}"
-        if ids:
-            row += f" {file.client_id:20d}"
-        out.append(row + "\n")
-    return "".join(out)
-
-
-def _comm(file) -> str:
-    """The owning task's ``comm`` as the kernel holds it (``<unknown>`` without a task)."""
-    return file.comm[:TASK_COMM_LEN - 1] if file.comm else "<unknown>"
+    """``drm_clients_info`` (the DRM core's, :mod:`vdrm.drm.debugfs`)."""
+    return core_debugfs.clients(dev.drm)
 
 
 def gem_names(dev: "PanfrostDevice") -> str:
-    """``drm_gem_name_info``: objects that have a flink name, by name."""
-    out = ["  name     size handles refcount\n"]
-    for name in sorted(dev.drm.flink_names):
-        obj = dev.drm.flink_names[name]
-        out.append(f"{name:6d} {obj.size:8d} {obj.handle_count:7d} {obj.refcount:8d}\n")
-    return "".join(out)
+    """``drm_gem_name_info`` (the DRM core's, :mod:`vdrm.drm.debugfs`)."""
+    return core_debugfs.gem_names(dev.drm)
 
 
 def _state(bo: PanfrostBo) -> int:
@@ -127,7 +100,7 @@ def sched_ctxs(dev: "PanfrostDevice") -> str:
     """Panfrost's ``sched_ctxs`` (1.5, 6.19+): each file's JM contexts."""
     out = []
     for file in dev.drm.files.values():
-        out.append(f"client_id {file.client_id:8d} pid {file.pid:8d} command {_comm(file)}:\n")
+        out.append(f"client_id {file.client_id:8d} pid {file.pid:8d} command {core_debugfs.comm(file)}:\n")
         for handle, priority in sorted(file.driver_priv.jm_ctxs.items()):
             out.append(f" JM context {handle}: priority {SCHED_PRIORITY_NAMES.get(priority, 'UNKNOWN')}\n")
         out.append("\n")

@@ -1,34 +1,34 @@
 """The emulated Panfrost device as a whole (``struct panfrost_device`` and its setup).
 
-:class:`PanfrostDevice` is what the FUSE side talks to. It assembles the machine from
-its parts: emulated RAM (:class:`~vdrm.mm.page_alloc.PageAllocator`), the clock, the
-kernel log, the DRM core device with the Panfrost driver bound to it, and the
-driver-level state (GPU model, job slots, AS slots, profiling switch, devfreq).
+:class:`PanfrostDevice` is Panfrost behind the driver-neutral
+:class:`~vdrm.drm.gpu.GpuDevice` interface the FUSE side talks to. It assembles the GPU
+from its parts: the DRM core device with the Panfrost driver bound to it, on the
+machine's emulated RAM, clock and kernel log, and the driver-level state (GPU model, job
+slots, AS slots, profiling switch, devfreq).
 
-It offers exactly the entry points the kernel's file operations, sysfs and debugfs give
-userspace: open/release of a DRM node, the ioctl table, fdinfo text, the ``profiling``
-attribute, debugfs files. Everything is synchronous and atomic per call.
+Its rows of the tree: the RK3568 GPU's platform device and uevent, the sysfs
+``profiling`` attribute (``profiling_show``/``profiling_store`` in ``panfrost_drv.c``,
+kstrtobool), the debugfs files of :mod:`vdrm.panfrost.debugfs`. Everything is
+synchronous and atomic per call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
-from vdrm.drm import fdinfo
-from vdrm.drm.device import ClientIdCounter, DrmDevice
 from vdrm.drm.file import DrmFile
-from vdrm.drm.ioctl import CORE_IOCTLS, Ioctl, IoctlTable, build_table
-from vdrm.drm.limits import MAX_RAM_SIZE, Limits
+from vdrm.drm.fdinfo import memory_stats
+from vdrm.drm.gpu import SIZE_UNITS, DeviceConfig, GpuDevice, Services, SysfsAttribute  # noqa: F401
 from vdrm.errors import InvalidArgument
-from vdrm.kernel.clock import Clock, MonotonicClock, VirtualClock
-from vdrm.kernel.printk import KernelLog
-from vdrm.mm.page_alloc import PAGE_SIZE, PageAllocator
+from vdrm.panfrost import ioctl as pf
 from vdrm.panfrost.drv import PanfrostDriver
-from vdrm.panfrost.gem import HEAP_BACKINGS
+from vdrm.panfrost.gem import BO_FLAGS
 from vdrm.panfrost.ioctl import PANFROST_IOCTLS
-from vdrm.panfrost.job import JOB_TIMEOUT_NS
-from vdrm.panfrost.releases import PANFROST
+from vdrm.panfrost.job import ENGINES, FDINFO_ENGINES, JS_FRAGMENT, REQ_FS
+from vdrm.panfrost.mmu import DEFAULT_FAULT_ACCESS, DEFAULT_FAULT_EXCEPTION
+from vdrm.panfrost.releases import DEBUGFS_PROFILE, PANFROST, PROFILING_SYSFS
+
+__all__ = ["DeviceConfig", "KERNEL_VERSIONS", "PLATFORM_DEVICE", "PanfrostDevice", "kstrtobool"]
 
 # The emulated board: a Rockchip RK3568 with a Mali-G52 2EE (Bifrost), whose GPU sits at
 # fde60000 on the platform bus. Its device name is what sysfs `device` links and the
@@ -56,30 +56,8 @@ def platform_uevent() -> str:
     lines.append(f"MODALIAS=of:N{OF_NAME}T(null)" + "".join(f"C{c}" for c in OF_COMPATIBLE))
     return "\n".join(lines) + "\n"
 
-SIZE_UNITS = ("auto", "exact", "truncating")
 # The emulated releases, oldest first: the rows of the release table (vdrm.panfrost.releases).
 KERNEL_VERSIONS = PANFROST.releases
-
-
-@dataclass(frozen=True)
-class DeviceConfig:
-    """How the emulated machine is built (all of ``mount.py``'s device options)."""
-
-    kernel: tuple[int, int] = (6, 18)  # fdinfo/debugfs dialect
-    heap_backing: str = "sparse"  # "sparse" (RFC) or "dense" (mainline)
-    ram_size: int = 4 << 30  # emulated RAM, bytes
-    as_slots: int = 8  # hardware address-space slots
-    clock: str = "real"  # "real" (CLOCK_MONOTONIC) or "virtual"
-    seed: int = 0  # page allocator placement
-    fragmentation: float = 0.3  # page allocator: 0 contiguous .. 1 scattered
-    first_client_id: int = 1
-    profiling: bool = False
-    clock_start_ns: int = 0  # virtual clock only
-    size_units: str = "auto"  # auto (by kernel), exact (6.7+ rule), truncating (6.5-6.6 rule)
-    fdinfo_revision: str = "merged"  # or "docs": the revision of the kernel docs' example
-    job_timeout_ns: int = JOB_TIMEOUT_NS  # the kernel's 500 ms; 0: jobs never time out
-    limits: Limits = Limits()  # what the daemon lets clients hold (vdrm.drm.limits)
-    owner_uid: int = 0  # the mount's owner: with root, the only uid that may ADVANCE the clock
 
 
 def kstrtoll(text: str) -> int:
@@ -114,95 +92,35 @@ def kstrtobool(text: str) -> bool:
     raise InvalidArgument(f"{text.strip()!r} is not a boolean (use 0 or 1)")
 
 
-class PanfrostDevice:
-    """The whole emulated GPU: what userspace can reach through nodes, sysfs and debugfs."""
+class PanfrostDevice(GpuDevice):
+    """The RK3568's Mali-G52 under Panfrost: what userspace reaches through nodes, sysfs, debugfs."""
 
-    def __init__(self, config: DeviceConfig = DeviceConfig()):
-        if not PANFROST.is_emulated(config.kernel):
-            known = PANFROST.names()
-            raise InvalidArgument(f"kernel {config.kernel[0]}.{config.kernel[1]} is not emulated (known: {known})")
-        if config.heap_backing not in HEAP_BACKINGS:
-            raise InvalidArgument(f"heap backing must be sparse or dense, not {config.heap_backing!r}")
-        if config.clock not in ("real", "virtual"):
-            raise InvalidArgument(f"clock must be real or virtual, not {config.clock!r}")
-        if config.ram_size < (16 << 20) or config.ram_size % PAGE_SIZE:
-            raise InvalidArgument(f"emulated RAM must be a page multiple of at least 16 MiB, not {config.ram_size}")
-        if config.ram_size > MAX_RAM_SIZE:
-            raise InvalidArgument(f"emulated RAM of {config.ram_size >> 30} GiB is more than vdrm emulates "
-                                  f"({MAX_RAM_SIZE >> 30} GiB at most)")
-        self.config = config
-        self.platform_device = PLATFORM_DEVICE
-        if config.fdinfo_revision not in ("merged", "docs"):
-            raise InvalidArgument(f"fdinfo revision must be merged or docs, not {config.fdinfo_revision!r}")
-        if config.job_timeout_ns < 0:
-            raise InvalidArgument(f"job timeout must not be negative, not {config.job_timeout_ns} ns")
-        if config.size_units not in SIZE_UNITS:
-            raise InvalidArgument(f"size units must be auto, exact or truncating, not {config.size_units!r}")
-        self.clock: Clock = VirtualClock(config.clock_start_ns) if config.clock == "virtual" else MonotonicClock()
-        self.log = KernelLog(self.clock)
-        self.pages = PageAllocator(config.ram_size // PAGE_SIZE, seed=config.seed,
-                                   fragmentation=config.fragmentation)
-        self.driver = PanfrostDriver(kernel=config.kernel, heap_backing=config.heap_backing,
-                                     as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
-                                     profiling=config.profiling, size_units=config.size_units,
-                                     fdinfo_revision=config.fdinfo_revision,
-                                     job_timeout_ns=config.job_timeout_ns, owner_uid=config.owner_uid)
-        self._ioctls = build_table(CORE_IOCTLS, PANFROST_IOCTLS)
-        self.drm = DrmDevice(self.driver, pages=self.pages, clock=self.clock, log=self.log,
-                             client_ids=ClientIdCounter(config.first_client_id),
-                             ioctls=self._ioctls, unique=PLATFORM_DEVICE, limits=config.limits)
-        self.timeline = self.driver.timeline
+    DRIVER = "panfrost"
+    KERNEL_VERSIONS = KERNEL_VERSIONS
+    ENGINES = ENGINES
+    DEFAULT_ENGINE = "vertex-tiler"
+    BO_FLAGS = {name: bit for name, bit in BO_FLAGS.items() if name != "WB_MMAP"}
+    HEAP_FLAG = "HEAP"
+    MADVISE = True
+    PLATFORM_DEVICE = PLATFORM_DEVICE
 
-    @property
-    def driver_name(self) -> str:
-        """The driver bound to the platform device (sysfs ``driver``, ``DRIVER=``)."""
-        return self.driver.name
-
-    @property
-    def kernel(self) -> tuple[int, int]:
-        return self.config.kernel
+    def __init__(self, config: DeviceConfig = DeviceConfig(), *, services: Services | None = None,
+                 index: int = 0):
+        driver = PanfrostDriver(kernel=config.kernel, heap_backing=config.heap_backing,
+                                as_slots=config.as_slots, platform_device=PLATFORM_DEVICE,
+                                profiling=config.profiling, size_units=config.size_units,
+                                fdinfo_revision=config.fdinfo_revision,
+                                job_timeout_ns=config.job_timeout_ns, owner_uid=config.owner_uid)
+        super().__init__(config, driver, PANFROST_IOCTLS, services=services, index=index)
 
     def update(self) -> None:
         """Bring the job timeline up to the clock's now."""
         self.driver.sched.update()
 
-    # -- the virtual clock, timed events and ground truth ------------------------------
+    # -- sysfs and debugfs ----------------------------------------------------------------
 
-    def schedule(self, at_ns: int, action: Callable[[], None]) -> None:
-        """Run ``action`` when the clock reaches ``at_ns`` (scenario timelines use this)."""
-        self.timeline.schedule(at_ns, action)
-
-    def advance(self, delta_ns: int) -> int:
-        """One step of the virtual clock; see :meth:`Timeline.advance`."""
-        return self.timeline.advance(delta_ns)
-
-    def run_due(self) -> None:
-        """Run the timed events that are due at the clock's current time."""
-        self.timeline.run_due()
-
-    def truth(self, file: DrmFile) -> dict:
-        """What a correct fdinfo parser arrives at for ``file`` over the last clock step."""
-        return self.timeline.truth(file)
-
-    def open(self, minor: int, *, pid: int = 0, comm: str = "", uid: int = 0) -> DrmFile:
-        """Open ``card0`` (minor 0) or ``renderD128`` (minor 128): a new DRM client."""
-        self.update()
-        return self.drm.open(minor, pid=pid, comm=comm, uid=uid)
-
-    def release(self, file: DrmFile) -> None:
-        """The last fd of an open closed: the client and everything it holds go."""
-        self.update()
-        self.drm.release(file)
-
-    @property
-    def ioctls(self) -> IoctlTable:
-        """Every request a client may send, by upper-case name (DRM core + Panfrost + vdrm)."""
-        return self._ioctls
-
-    def fdinfo(self, file: DrmFile, *, pos: int = 0, flags: int = 0o2400002, mnt_id: int = 0, ino: int = 0) -> str:
-        """The full ``/proc/<pid>/fdinfo/<fd>`` text: generic header lines, then DRM lines."""
-        self.update()
-        return fdinfo.header(pos=pos, flags=flags, mnt_id=mnt_id, ino=ino) + fdinfo.show_fdinfo(file, self.kernel)
+    def uevent(self) -> str:
+        return platform_uevent()
 
     @property
     def profiling(self) -> bool:
@@ -223,9 +141,104 @@ class PanfrostDevice:
         self.update()
         self.driver.profiling = value
 
+    def _show_profiling(self) -> str:
+        return f"{int(self.profiling)}\n"  # sysfs: a bool; debugfs: the atomic_t as set
+
+    def sysfs_attributes(self) -> dict[str, SysfsAttribute]:
+        """``profiling`` from 6.10 (kstrtobool); before, the switch is in debugfs."""
+        if not self.driver.has(PROFILING_SYSFS):
+            return {}
+        return {"profiling": SysfsAttribute(self._show_profiling, self.write_profiling)}
+
+    def debugfs_attributes(self) -> dict[str, SysfsAttribute]:
+        """``profile`` (6.7-6.9): the debugfs atomic_t that was the switch before sysfs."""
+        if not self.driver.has(DEBUGFS_PROFILE):
+            return {}
+        return {"profile": SysfsAttribute(self._show_profiling, self.write_profile)}
+
     def debugfs_files(self) -> dict[str, Callable[[], str]]:
         """Files of ``/sys/kernel/debug/dri/<minor>/``: name -> renderer of the whole text."""
         from vdrm.panfrost import debugfs
 
         self.update()
         return debugfs.files(self)
+
+    # -- ground truth -------------------------------------------------------------------
+
+    def busy_snapshot(self) -> dict[int, list[int]]:
+        self.update()
+        return {cid: list(f.driver_priv.usage.elapsed_ns) for cid, f in self.drm.files.items()}
+
+    def truth(self, file: DrmFile) -> dict:
+        """What a correct fdinfo parser arrives at for ``file`` over the last clock step:
+        per engine the busy time, its delta and ``delta / step`` (it can exceed 1, since
+        the kernel adds a job's time when the job completes), and memory per category in
+        bytes, exactly as the fdinfo lines count it."""
+        self.update()
+        step = self.timeline.last_step
+        usage = file.driver_priv.usage
+        drv = self.driver
+        before = self.timeline.busy_before(file, usage.elapsed_ns)
+        engines = {}
+        for slot, engine in enumerate(FDINFO_ENGINES):
+            delta = usage.elapsed_ns[slot] - before[slot]
+            engines[engine] = {"busy_ns": usage.elapsed_ns[slot], "delta_ns": delta,
+                               "utilisation": (delta / step.step_ns) if step.step_ns else None,
+                               "cycles": usage.cycles[slot], "maxfreq_hz": drv.max_freq_hz[slot],
+                               "curfreq_hz": drv.cur_freq_hz[slot]}
+        # the same revision the fdinfo text is rendered in: a parser of that text computes these
+        stats = memory_stats(file, drv.kernel, use_rss=drv.fdinfo_revision != "docs")
+        return {
+            "drm-client-id": file.client_id,
+            "drm-driver": drv.name,
+            "minor": file.minor,
+            "pid": file.pid,
+            "comm": file.comm,
+            "clock": {"now_ns": self.clock.now_ns(), "step_start_ns": step.start_ns,
+                      "step_end_ns": step.end_ns, "step_ns": step.step_ns},
+            "profiling": bool(drv.profiling),
+            "engines": engines,
+            "memory": {"total": stats.total, "shared": stats.shared, "resident": stats.resident,
+                       "purgeable": stats.purgeable, "active": stats.active},
+        }
+
+    # -- what a scenario does -----------------------------------------------------------
+
+    def create_bo(self, file: DrmFile, size: int, flags: int, label: str | None) -> int:
+        handle = pf.create_bo(file, size, flags, 0)["handle"]
+        if label is not None:
+            pf.set_label_bo(file, handle, 0, label)
+        return handle
+
+    def bo_va(self, file: DrmFile, handle: int) -> int:
+        return file.handles.lookup(handle).mapping_for(file.driver_priv.mmu).iova
+
+    def fault(self, file: DrmFile, addr: int) -> None:
+        pf.fault(file, addr, DEFAULT_FAULT_EXCEPTION, DEFAULT_FAULT_ACCESS, 0)
+
+    def madvise(self, file: DrmFile, handle: int, dontneed: bool) -> None:
+        pf.madvise(file, handle, 1 if dontneed else 0)
+
+    def purge(self, file: DrmFile, handle: int) -> None:
+        self.driver.purge(file.handles.lookup(handle))
+
+    def submit(self, file: DrmFile, engine: int, handles: list[int], duration_ns: int,
+               touch: list[int]) -> None:
+        requirements = REQ_FS if engine == JS_FRAGMENT else 0
+        pf.submit(file, 1, handles, requirements, 0, 0, 0, engine, duration_ns, touch)
+
+    def set_engine_usage(self, file: DrmFile, engine: int, busy_ns: int, cycles: int) -> None:
+        usage = file.driver_priv.usage
+        usage.elapsed_ns[engine], usage.cycles[engine] = busy_ns, cycles
+
+    def skew_engine(self, file: DrmFile, engine: int, delta_ns: int) -> None:
+        usage = file.driver_priv.usage
+        usage.elapsed_ns[engine] = max(0, usage.elapsed_ns[engine] + delta_ns)
+
+    def set_frequency(self, engine: int, hz: int, *, current_only: bool = False) -> None:
+        if not current_only:
+            self.driver.max_freq_hz[engine] = hz
+        self.driver.cur_freq_hz[engine] = hz
+
+    def set_profiling(self, value: int) -> None:
+        self.driver.profiling = value

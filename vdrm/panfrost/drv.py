@@ -44,7 +44,6 @@ from vdrm.panfrost.gem import MADV_DONTNEED, Mapping, PanfrostBo
 from vdrm.panfrost.job import FDINFO_ENGINES, JOB_TIMEOUT_NS, NUM_JOB_SLOTS, EngineUsage, Scheduler
 from vdrm.panfrost.mmu import AsSlots, Mmu, MmuContext
 from vdrm.panfrost import releases
-from vdrm.panfrost.timeline import Timeline
 
 if TYPE_CHECKING:
     from vdrm.drm.file import DrmFile
@@ -138,7 +137,6 @@ class PanfrostDriver(Driver):
                                frequency_hz=lambda slot: self.cur_freq_hz[slot],
                                job_timeout_ns=self.job_timeout_ns)
         dev.pages.register_shrinker(self.shrink)
-        self.timeline = Timeline(dev, self.sched)
 
     def has(self, feature: str) -> bool:
         """Whether the emulated release has ``feature`` (a row of the Panfrost release table)."""

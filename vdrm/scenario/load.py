@@ -5,7 +5,8 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
     description = "one game on both engines"
 
     [device]
-    kernel = "6.18"            # kernel dialect: 6.6 .. 7.0
+    gpus = ["panfrost"]        # card0/renderD128 first; ["panfrost", "panthor"]: two GPUs
+    kernel = "6.18"            # kernel dialect: 6.6 .. 7.0 (every GPU must have it; Panthor 6.10+)
     profiling = true
     heap_backing = "sparse"    # or "dense"
     ram = "1G"
@@ -21,7 +22,7 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
 
     [[client]]
     id = "game"                # the scenario's name for the client
-    node = "renderD128"        # or "card0"
+    node = "renderD128"        # or "card0"; "renderD129"/"card1" on the second GPU
     name = "supertuxkart"      # drm-client-name (6.13+), optional
     usage = { fragment = [1846584880, 1424359409] }   # engine [busy ns, cycles] at start
 
@@ -46,7 +47,7 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
 
     [[job]]
     client = "game"
-    engine = "fragment"        # fragment | vertex-tiler | compute-only
+    engine = "fragment"        # the client's GPU's: fragment | vertex-tiler | compute-only (Panfrost)
     at = "0ms"
     duration = "12ms"
     every = "16ms"             # optional: repeat ...
@@ -58,6 +59,10 @@ The format, by example (``fixtures/*.toml`` has complete ones)::
     at = "500ms"
     client = "game"
     engine_skew = { fragment = "-2ms" }     # engine time briefly behind (catches up)
+
+Engine names, BO flags and kernel versions are the drivers' own (``GpuDevice.ENGINES``,
+``BO_FLAGS``, ``KERNEL_VERSIONS``, found through :mod:`vdrm.drivers`); an engine in
+``frequency``/``curfreq`` applies to the GPU that has it.
 
 Every error is a :class:`ScenarioError` whose text is ``FILE:LINE: what is wrong``.
 """
@@ -72,19 +77,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vdrm import drivers
+from vdrm.drm.gpu import HEAP_BACKINGS, GpuDevice
 from vdrm.drm.grammar import parse_duration, parse_size
 from vdrm.drm.limits import MAX_RAM_SIZE
 from vdrm.errors import InvalidArgument
-from vdrm.panfrost.device import KERNEL_VERSIONS
-from vdrm.panfrost.gem import BO_FLAGS, HEAP_BACKINGS, SZ_2M
-from vdrm.panfrost.job import ENGINES
 
 PID_BASE = 4194304  # PID_MAX_LIMIT on 64-bit: no real pid is this large
 DEFAULT_FD_FLAGS = 0o2100002  # O_RDWR | O_LARGEFILE (x86-64) | O_CLOEXEC
 DEFAULT_MNT_ID = 27
 SIZE_UNITS = ("auto", "exact", "truncating")
-NODES = {"card0": 0, "renderD128": 128}
-EVENT_KINDS = ("engine_skew", "profiling", "curfreq", "close_client", "madvise", "fault")
+SZ_2M = 2 << 20  # heaps fault in 2 MiB at a time
+EVENT_KINDS = ("engine_skew", "profiling", "curfreq", "close_client", "madvise", "fault", "tiler_oom")
+PROFILING_MAX = 3  # Panthor's mask (cycles | timestamps); Panfrost's 0/1 is true/false
 
 _FD_RE = re.compile(r"[0-9]{1,9}", re.ASCII)
 
@@ -112,13 +117,28 @@ class BoSpec:
 
 
 @dataclass(frozen=True)
+class HeapSpec:
+    """A tiler heap (drivers with ``TILER_HEAPS``): chunks of ``chunk_size``, grown by events."""
+
+    id: str
+    chunk_size: int
+    initial_chunks: int
+    max_chunks: int
+    target_in_flight: int
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class ClientSpec:
     id: str
     minor: int
     name: str | None
     bos: tuple[BoSpec, ...]
     line: int = 0
-    usage: dict[int, tuple[int, int]] = field(default_factory=dict)  # slot -> (ns, cycles) at start
+    usage: dict[str, tuple[int, int]] = field(default_factory=dict)  # engine -> (ns, cycles) at start
+    gpu: int = 0  # the card its node belongs to
+    heaps: tuple[HeapSpec, ...] = ()
+    queues: tuple[int, ...] = ()  # ring-buffer sizes of the client's group (drivers with TILER_HEAPS)
 
 
 @dataclass(frozen=True)
@@ -137,7 +157,7 @@ class ProcessSpec:
 @dataclass(frozen=True)
 class JobSpec:
     client: str
-    engine: int
+    engine: str
     at: int
     duration: int
     every: int
@@ -145,6 +165,7 @@ class JobSpec:
     bos: tuple[str, ...]
     touch: tuple[tuple[str, int], ...]
     line: int = 0
+    tiler_oom: tuple[str, ...] = ()  # heaps that run out of memory once per run of the job
 
 
 @dataclass(frozen=True)
@@ -159,7 +180,7 @@ class EventSpec:
 @dataclass(frozen=True)
 class DeviceSpec:
     kernel: tuple[int, int] = (6, 18)
-    profiling: bool = True
+    profiling: bool | int = True
     heap_backing: str = "sparse"
     ram_size: int = 1 << 30
     first_client_id: int = 1
@@ -169,8 +190,19 @@ class DeviceSpec:
     as_slots: int = 8
     fdinfo_revision: str = "merged"
     job_timeout_ns: int = 500_000_000
-    maxfreq: dict[int, int] = field(default_factory=dict)
-    curfreq: dict[int, int] = field(default_factory=dict)
+    maxfreq: dict[str, int] = field(default_factory=dict)  # engine -> Hz
+    curfreq: dict[str, int] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ("panfrost",)  # drivers, card0 first
+
+    def classes(self) -> list[type[GpuDevice]]:
+        return [drivers.driver(name) for name in self.gpus]
+
+    def nodes(self) -> dict[str, tuple[int, int]]:
+        """Node name -> (minor, card)."""
+        out = {}
+        for card in range(len(self.gpus)):
+            out[f"card{card}"], out[f"renderD{128 + card}"] = (card, card), (128 + card, card)
+        return out
 
 
 @dataclass(frozen=True)
@@ -184,6 +216,7 @@ class ScenarioSpec:
     processes: tuple[ProcessSpec, ...]
     jobs: tuple[JobSpec, ...]
     events: tuple[EventSpec, ...]
+    inodes: dict[int, int] = field(default_factory=dict)  # minor -> the node's inode number in fdinfo
 
 
 class _Lines:
@@ -293,10 +326,12 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _engine(reader: _Reader, key: str, name: str) -> int:
-    if name not in ENGINES:
-        raise reader.fail(key, f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
-    return ENGINES.index(name)
+def _engine(reader: _Reader, key: str, name: str, classes: list[type[GpuDevice]]) -> str:
+    """An engine name of one of ``classes`` (the GPUs it may belong to)."""
+    known = [e for cls in classes for e in cls.ENGINES]
+    if name not in known:
+        raise reader.fail(key, f"unknown engine {name!r} (known: {', '.join(known)})")
+    return name
 
 
 def load(path: str | Path) -> ScenarioSpec:
@@ -343,24 +378,44 @@ def loads(text: str, path: str = "<scenario>") -> ScenarioSpec:
     clock_start = clock.duration("start", 0)
     clock.check_unknown()
     mnt_id = top.get("mnt_id", int, DEFAULT_MNT_ID)
+    inodes = {}
+    for node, ino in top.get("inodes", dict, {}).items():
+        if node not in device.nodes():
+            raise top.fail("inodes", f"inodes names {node!r}, not a node of this machine "
+                                     f"({', '.join(sorted(device.nodes()))})")
+        if not isinstance(ino, int) or isinstance(ino, bool) or ino <= 0:
+            raise top.fail("inodes", f"inodes.{node} must be a positive inode number")
+        inodes[device.nodes()[node][0]] = ino
 
-    clients = _clients(path, lines, top.get("client", list, []))
+    clients = _clients(path, lines, top.get("client", list, []), device)
     client_ids = {c.id for c in clients}
     bo_ids = {b.id: (c.id, b) for c in clients for b in c.bos}
+    heap_ids = {h.id: c.id for c in clients for h in c.heaps}
     processes = _processes(path, lines, top.get("process", list, []), client_ids)
-    jobs = _jobs(path, lines, top.get("job", list, []), client_ids, bo_ids)
-    events = _events(path, lines, top.get("event", list, []), client_ids, bo_ids)
+    gpu_of = {c.id: device.classes()[c.gpu] for c in clients}
+    jobs = _jobs(path, lines, top.get("job", list, []), client_ids, bo_ids, gpu_of, heap_ids)
+    events = _events(path, lines, top.get("event", list, []), client_ids, bo_ids, gpu_of, device.classes(),
+                     heap_ids)
     top.check_unknown()
-    return ScenarioSpec(path, description, device, clock_start, mnt_id, clients, processes, jobs, events)
+    return ScenarioSpec(path, description, device, clock_start, mnt_id, clients, processes, jobs, events, inodes)
 
 
 def _device(r: _Reader) -> DeviceSpec:
+    gpus = r.get("gpus", list, ["panfrost"])
+    if not gpus or not all(isinstance(g, str) and g in drivers.DRIVERS for g in gpus):
+        raise r.fail("gpus", f"gpus is a non-empty list of drivers from {', '.join(drivers.DRIVERS)}, "
+                             f"card0 first, not {gpus!r}")
+    if len(set(gpus)) != len(gpus):
+        raise r.fail("gpus", "each driver drives one GPU here (two GPUs of one driver would share a "
+                             "platform device)")
+    classes = [drivers.driver(g) for g in gpus]
     kernel_text = r.get("kernel", str, "6.18")
     m = re.match(r"^(\d+)\.(\d+)$", kernel_text)
     kernel = (int(m[1]), int(m[2])) if m else None
-    if kernel not in KERNEL_VERSIONS:
-        known = ", ".join(f"{a}.{b}" for a, b in KERNEL_VERSIONS)
-        raise r.fail("kernel", f"kernel {kernel_text!r} is not emulated (known: {known})")
+    for cls in classes:
+        if kernel not in cls.KERNEL_VERSIONS:
+            known = ", ".join(f"{a}.{b}" for a, b in cls.KERNEL_VERSIONS)
+            raise r.fail("kernel", f"kernel {kernel_text!r} is not emulated for {cls.DRIVER} (known: {known})")
     backing = r.get("heap_backing", str, "sparse")
     if backing not in HEAP_BACKINGS:
         raise r.fail("heap_backing", f"heap_backing must be sparse or dense, not {backing!r}")
@@ -380,17 +435,21 @@ def _device(r: _Reader) -> DeviceSpec:
         for engine, hz in table.items():
             if not isinstance(hz, int) or isinstance(hz, bool) or hz <= 0:
                 raise r.fail(key, f"{key}.{engine} must be a positive number of Hz")
-            parsed[_engine(r, key, engine)] = hz
+            parsed[_engine(r, key, engine, classes)] = hz
         freqs[key] = parsed
     revision = r.get("fdinfo_revision", str, "merged")
     if revision not in ("merged", "docs"):
         raise r.fail("fdinfo_revision", f"fdinfo_revision must be merged or docs, not {revision!r}")
-    spec = DeviceSpec(kernel=kernel, profiling=r.get("profiling", bool, True), heap_backing=backing,
+    profiling = r.get("profiling", (bool, int), True)
+    if not isinstance(profiling, bool) and not 0 <= profiling <= PROFILING_MAX:
+        raise r.fail("profiling", f"profiling is true, false or a mask 0..{PROFILING_MAX} (Panthor: 1 cycles, "
+                                  "2 timestamps)")
+    spec = DeviceSpec(kernel=kernel, profiling=profiling, heap_backing=backing,
                       fdinfo_revision=revision,
                       ram_size=r.size("ram", 1 << 30), first_client_id=first_id, size_units=units,
                       seed=r.get("seed", int, 0), fragmentation=float(frag),
                       as_slots=r.get("as_slots", int, 8), maxfreq=freqs["frequency"], curfreq=freqs["curfreq"],
-                      job_timeout_ns=r.duration("job_timeout", 500_000_000))
+                      gpus=tuple(gpus), job_timeout_ns=r.duration("job_timeout", 500_000_000))
     if spec.ram_size < (16 << 20):
         raise r.fail("ram", "ram must be at least 16M")
     if spec.ram_size > MAX_RAM_SIZE:
@@ -401,7 +460,8 @@ def _device(r: _Reader) -> DeviceSpec:
     return spec
 
 
-def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ...]:
+def _clients(path: str, lines: _Lines, items: list[Any], device: DeviceSpec) -> tuple[ClientSpec, ...]:
+    nodes = device.nodes()
     headers = lines.headers("client")
     bo_headers = lines.headers("client.bo")
     out: list[ClientSpec] = []
@@ -416,8 +476,10 @@ def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ..
             raise r.fail("id", f"client id {cid!r} is used twice")
         seen_ids.add(cid)
         node = r.get("node", str, "renderD128")
-        if node not in NODES:
-            raise r.fail("node", f"node must be card0 or renderD128, not {node!r}")
+        if node not in nodes:
+            raise r.fail("node", f"node must be one of {', '.join(sorted(nodes))}, not {node!r}")
+        minor, card = nodes[node]
+        gpu = device.classes()[card]
         name = r.get("name", str, None)
         end = headers[i + 1] if i + 1 < len(headers) else None
         while bo_cursor < len(bo_headers) and bo_headers[bo_cursor] <= (line or 0):
@@ -430,19 +492,42 @@ def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ..
         for j, bo_item in enumerate(r.get("bo", list, [])):
             br = _Reader(path, lines, bo_item, f"client {cid!r} bo #{j + 1}",
                          my_bo_lines[j] if j < len(my_bo_lines) else line)
-            bo = _bo(br)
+            bo = _bo(br, gpu)
             if bo.id in seen_bos:
                 raise br.fail("id", f"BO id {bo.id!r} is used twice (BO ids are scenario-wide)")
             seen_bos.add(bo.id)
             bos.append(bo)
+        heap_lines = lines.headers("client.heap")
+        heaps = []
+        for j, heap_item in enumerate(r.get("heap", list, [])):
+            mine = [h for h in heap_lines if (line or 0) < h and (end is None or h < end)]
+            hr = _Reader(path, lines, heap_item, f"client {cid!r} heap #{j + 1}", mine[j] if j < len(mine) else line)
+            if not gpu.TILER_HEAPS:
+                raise hr.fail(None, f"{gpu.DRIVER} has no tiler heaps (its heaps are HEAP BOs that fault in)")
+            heap = _heap(hr)
+            if heap.id in seen_bos:
+                raise hr.fail("id", f"id {heap.id!r} is used twice (BO and heap ids are scenario-wide)")
+            seen_bos.add(heap.id)
+            heaps.append(heap)
+        queues = r.get("queues", list, [])
+        if queues and not gpu.TILER_HEAPS:
+            raise r.fail("queues", f"{gpu.DRIVER} has no command-stream queues")
+        ring_sizes = []
+        for q in queues:
+            size = _size_value(r, "queues", q)
+            if size < 4096 or size > 65536 or size & (size - 1):
+                raise r.fail("queues", f"a queue's ring buffer is a power of two from 4K to 64K, not {q!r}")
+            ring_sizes.append(size)
+        if len(ring_sizes) > 8:
+            raise r.fail("queues", "a group has at most 8 queues")
         usage = {}
         for engine, value in r.get("usage", dict, {}).items():
             if (not isinstance(value, list) or len(value) != 2
                     or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
                 raise r.fail("usage", f"usage.{engine} is [busy_ns, cycles], two non-negative integers")
-            usage[_engine(r, "usage", engine)] = (value[0], value[1])
+            usage[_engine(r, "usage", engine, [gpu])] = (value[0], value[1])
         r.check_unknown()
-        out.append(ClientSpec(cid, NODES[node], name, tuple(bos), line or 0, usage))
+        out.append(ClientSpec(cid, minor, name, tuple(bos), line or 0, usage, card, tuple(heaps), tuple(ring_sizes)))
     ids = {c.id for c in out}
     for c in out:
         for bo in c.bos:
@@ -453,18 +538,48 @@ def _clients(path: str, lines: _Lines, items: list[Any]) -> tuple[ClientSpec, ..
     return tuple(out)
 
 
-def _bo(r: _Reader) -> BoSpec:
+def _size_value(r: _Reader, key: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if not isinstance(value, str):
+        raise r.fail(key, f"{value!r} is not a size")
+    try:
+        return parse_size(value, key)
+    except InvalidArgument as e:
+        raise r.fail(key, str(e)) from None
+
+
+def _heap(r: _Reader) -> HeapSpec:
+    hid = r.get("id", str, required=True)
+    chunk = r.size("chunk_size", 2 << 20)
+    if chunk % 4096 or not (128 << 10) <= chunk <= (8 << 20):
+        raise r.fail("chunk_size", "chunk_size is page-aligned, from 128K to 8M")
+    initial = r.get("initial_chunks", int, 1)
+    max_chunks = r.get("max_chunks", int, 64)
+    if initial < 1 or max_chunks < initial:
+        raise r.fail("max_chunks" if initial >= 1 else "initial_chunks",
+                     "initial_chunks >= 1 and max_chunks >= initial_chunks")
+    target = r.get("target_in_flight", int, 1)
+    if target < 1:
+        raise r.fail("target_in_flight", "target_in_flight is at least 1")
+    spec = HeapSpec(hid, chunk, initial, max_chunks, target, r.line or 0)
+    r.check_unknown()
+    return spec
+
+
+def _bo(r: _Reader, gpu: type[GpuDevice]) -> BoSpec:
     bid = r.get("id", str, required=True)
     size = r.size("size")
     if size == 0:
         raise r.fail("size", "size must be non-zero")
     flags = 0
+    bo_flags = gpu.BO_FLAGS
     for name in r.get("flags", list, []):
-        if not isinstance(name, str) or name not in BO_FLAGS or name == "WB_MMAP":
-            raise r.fail("flags", f"unknown BO flag {name!r} (known: NOEXEC, HEAP)")
-        flags |= BO_FLAGS[name]
-    heap = flags & BO_FLAGS["HEAP"]
-    if heap and not flags & BO_FLAGS["NOEXEC"]:
+        if not isinstance(name, str) or name not in bo_flags:
+            raise r.fail("flags", f"unknown {gpu.DRIVER} BO flag {name!r} (known: {', '.join(bo_flags)})")
+        flags |= bo_flags[name]
+    heap = flags & bo_flags[gpu.HEAP_FLAG] if gpu.HEAP_FLAG else 0
+    if heap and not flags & bo_flags["NOEXEC"]:
         raise r.fail("flags", "a HEAP BO needs NOEXEC too (heaps are never executable)")
     resident = r.size("resident", 0)
     if resident and not heap:
@@ -473,6 +588,8 @@ def _bo(r: _Reader) -> BoSpec:
     if resident % SZ_2M or resident > rounded:
         raise r.fail("resident", f"resident must be a multiple of 2M and at most the heap size ({rounded})")
     madvise = r.get("madvise", str, None)
+    if madvise is not None and not gpu.MADVISE:
+        raise r.fail("madvise", f"{gpu.DRIVER} has no madvise")
     if madvise not in (None, "WILLNEED", "DONTNEED"):
         raise r.fail("madvise", f"madvise must be WILLNEED or DONTNEED, not {madvise!r}")
     share = r.get("share_with", list, [])
@@ -547,7 +664,16 @@ def _address(r: _Reader, key: str, text: Any, bos: dict[str, Any]) -> tuple[str,
     return (name.strip(), off)
 
 
-def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any]) -> tuple[JobSpec, ...]:
+def _own_heap(r: _Reader, key: str, name: Any, client: str | None, heaps: dict[str, str]) -> str:
+    if not isinstance(name, str) or name not in heaps:
+        raise r.fail(key, f"{name!r} is not a heap id")
+    if heaps[name] != client:
+        raise r.fail(key, f"heap {name!r} belongs to client {heaps[name]!r}, not {client!r}")
+    return name
+
+
+def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any],
+          gpu_of: dict[str, type[GpuDevice]], heaps: dict[str, str]) -> tuple[JobSpec, ...]:
     headers = lines.headers("job")
     out = []
     for i, item in enumerate(items):
@@ -555,7 +681,8 @@ def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: di
         client = r.get("client", str, required=True)
         if client not in clients:
             raise r.fail("client", f"client {client!r} is not defined")
-        engine = _engine(r, "engine", r.get("engine", str, "vertex-tiler"))
+        gpu = gpu_of[client]
+        engine = _engine(r, "engine", r.get("engine", str, gpu.DEFAULT_ENGINE), [gpu])
         at = r.duration("at", 0)
         duration = r.duration("duration")
         every = r.duration("every", 0)
@@ -571,12 +698,15 @@ def _jobs(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: di
             if bos[b][0] != client and client not in bos[b][1].share_with:
                 raise r.fail("bos", f"BO {b!r} is not reachable by client {client!r} (share it first)")
         touch = tuple(_address(r, "touch", t, bos) for t in r.get("touch", list, []))
+        ooms = tuple(_own_heap(r, "tiler_oom", h, client, heaps) for h in r.get("tiler_oom", list, []))
         r.check_unknown()
-        out.append(JobSpec(client, engine, at, duration, every, count, tuple(job_bos), touch, r.line or 0))
+        out.append(JobSpec(client, engine, at, duration, every, count, tuple(job_bos), touch, r.line or 0, ooms))
     return tuple(out)
 
 
-def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any]) -> tuple[EventSpec, ...]:
+def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: dict[str, Any],
+            gpu_of: dict[str, type[GpuDevice]], classes: list[type[GpuDevice]],
+            heaps: dict[str, str]) -> tuple[EventSpec, ...]:
     headers = lines.headers("event")
     out = []
     for i, item in enumerate(items):
@@ -589,19 +719,29 @@ def _events(path: str, lines: _Lines, items: list[Any], clients: set[str], bos: 
         if len(kinds) != 1:
             raise r.fail(None, f"an event does exactly one of: {', '.join(EVENT_KINDS)}")
         kind = kinds[0]
-        if kind in ("engine_skew", "close_client", "madvise", "fault") and client is None:
+        if kind in ("engine_skew", "close_client", "madvise", "fault", "tiler_oom") and client is None:
             raise r.fail(kind, f"{kind} needs a client")
+        gpu = gpu_of.get(client)
+        if kind == "fault" and not gpu.HEAP_FLAG:
+            raise r.fail(kind, f"{gpu.DRIVER} binds BOs whole: there are no GPU page faults to play "
+                               "(tiler heaps grow with tiler_oom)")
+        if kind == "madvise" and not gpu.MADVISE:
+            raise r.fail(kind, f"{gpu.DRIVER} has no madvise")
         if kind == "engine_skew":
-            value = {_engine(r, kind, e): _duration(r, kind, d, True)
+            value = {_engine(r, kind, e, [gpu_of[client]]): _duration(r, kind, d, True)
                      for e, d in r.get(kind, dict).items()}
         elif kind == "profiling":
-            value = r.get(kind, bool)
+            value = r.get(kind, (bool, int))
+            if not isinstance(value, bool) and not 0 <= value <= PROFILING_MAX:
+                raise r.fail(kind, f"profiling is true, false or a mask 0..{PROFILING_MAX}")
+        elif kind == "tiler_oom":
+            value = _own_heap(r, kind, r.get(kind, str), client, heaps)
         elif kind == "curfreq":
             value = {}
             for e, hz in r.get(kind, dict).items():
                 if not isinstance(hz, int) or isinstance(hz, bool) or hz <= 0:
                     raise r.fail(kind, f"curfreq.{e} must be a positive number of Hz")
-                value[_engine(r, kind, e)] = hz
+                value[_engine(r, kind, e, [gpu_of[client]] if client else classes)] = hz
         elif kind == "close_client":
             value = r.get(kind, bool)
         elif kind == "madvise":

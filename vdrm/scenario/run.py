@@ -3,7 +3,7 @@
 :class:`Scenario` opens the scenario's clients, creates their BOs, shares them, faults in
 heap residency and applies madvise, all through the same ioctl handlers a real client
 reaches, so a scenario exercises exactly the code real clients do. Jobs and events are
-put on the device's timeline (:meth:`PanfrostDevice.schedule`) at ``clock start + at``;
+put on the machine's timeline (:meth:`GpuDevice.schedule`) at ``clock start + at``;
 a repeated job schedules its next run when it is submitted, so a long timeline costs
 nothing until the clock gets there.
 
@@ -12,7 +12,11 @@ Emulated processes (:class:`EmulatedProcess`) carry what ``/proc/<pid>`` shows f
 in the kernel's format, so tools that read them do not drop the process) and their DRM fds with the header values of
 fdinfo (``pos``, ``flags``, ``mnt_id``, ``ino``). All opens of one node share its inode
 number, as with a real character device (``renderD128`` is 531 and ``card0`` 530, the
-numbers of the kernel documentation's example).
+numbers of the kernel documentation's example; a second GPU's nodes are 540 + minor).
+
+The runner talks to each GPU through the driver-neutral :class:`~vdrm.drm.gpu.GpuDevice`
+interface (``create_bo``, ``fault``, ``submit`` ...): the same scenario verbs play on any
+driver, and a client's ``node`` picks its GPU.
 """
 
 from __future__ import annotations
@@ -20,18 +24,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vdrm import drivers
+from vdrm.drm import gem
 from vdrm.drm.file import DrmFile
+from vdrm.drm.gpu import DeviceConfig, GpuDevice
 from vdrm.errors import VdrmError
 from vdrm.kernel.printk import KERN_INFO
-from vdrm.panfrost import ioctl as pf
-from vdrm.panfrost.device import DeviceConfig, PanfrostDevice
-from vdrm.panfrost.gem import SZ_2M
-from vdrm.scenario.load import DEFAULT_FD_FLAGS, ScenarioSpec, gc_paused
+from vdrm.scenario.load import DEFAULT_FD_FLAGS, SZ_2M, ScenarioSpec, gc_paused
 
 NODE_INO = {0: 530, 128: 531}
 PAGE_SIZE = 4096
-NODE_PATH = {0: "/dev/dri/card0", 128: "/dev/dri/renderD128"}
 CLK_TCK = 100
+
+
+def node_ino(minor: int) -> int:
+    return NODE_INO.get(minor, 540 + minor)
+
+
+def node_path(minor: int) -> str:
+    return f"/dev/dri/card{minor}" if minor < 128 else f"/dev/dri/renderD{minor}"
 
 
 @dataclass
@@ -43,14 +54,15 @@ class EmulatedFd:
     flags: int
     mnt_id: int
     pos: int = 0
+    node_ino: int | None = None  # the scenario's inode number for the node, if it sets one
 
     @property
     def ino(self) -> int:
-        return NODE_INO[self.file.minor]
+        return self.node_ino or node_ino(self.file.minor)
 
     @property
     def target(self) -> str:
-        return NODE_PATH[self.file.minor]
+        return node_path(self.file.minor)
 
 
 @dataclass
@@ -125,24 +137,29 @@ class EmulatedProcess:
 
 
 class Scenario:
-    """A :class:`ScenarioSpec` built on a fresh virtual-clock device."""
+    """A :class:`ScenarioSpec` built on a fresh virtual-clock machine (one GPU per ``gpus``)."""
 
     def __init__(self, spec: ScenarioSpec):
         self.spec = spec
         d = spec.device
-        self.device = PanfrostDevice(DeviceConfig(
+        self.machine = drivers.build(DeviceConfig(
             kernel=d.kernel, heap_backing=d.heap_backing, ram_size=d.ram_size, as_slots=d.as_slots,
             clock="virtual", seed=d.seed, fragmentation=d.fragmentation,
             first_client_id=d.first_client_id, profiling=d.profiling,
             clock_start_ns=spec.clock_start, size_units=d.size_units, fdinfo_revision=d.fdinfo_revision,
-            job_timeout_ns=d.job_timeout_ns))
-        drv = self.device.driver
-        for slot, hz in d.maxfreq.items():
-            drv.max_freq_hz[slot] = drv.cur_freq_hz[slot] = hz
-        for slot, hz in d.curfreq.items():
-            drv.cur_freq_hz[slot] = hz
+            job_timeout_ns=d.job_timeout_ns),
+            d.gpus)
+        self.device: GpuDevice = self.machine.device  # card0
+        for gpu in self.machine.devices:
+            for engine, hz in d.maxfreq.items():
+                if engine in gpu.ENGINES:
+                    gpu.set_frequency(gpu.ENGINES.index(engine), hz)
+            for engine, hz in d.curfreq.items():
+                if engine in gpu.ENGINES:
+                    gpu.set_frequency(gpu.ENGINES.index(engine), hz, current_only=True)
         self.clients: dict[str, DrmFile] = {}
         self.handles: dict[tuple[str, str], int] = {}  # (client id, BO id) -> handle
+        self.heaps: dict[str, tuple[str, int]] = {}  # heap id -> (client id, heap handle)
         self.processes: dict[int, EmulatedProcess] = {}
         self.closed_fds: list[tuple[int, int]] = []  # (pid, fd) closed by events, for the mount's cache
         with gc_paused():
@@ -158,45 +175,48 @@ class Scenario:
                 openers.setdefault(client_id, proc)
         for c in spec.clients:
             opener = openers.get(c.id)
-            file = self.device.open(c.minor, pid=opener.pid if opener else 0,
+            file = self.machine.open(c.minor, pid=opener.pid if opener else 0,
                                     comm=opener.comm if opener else "", uid=opener.uid if opener else 0)
             if c.name:
                 file.set_client_name(c.name)
-            usage = file.driver_priv.usage
-            for slot, (ns, cycles) in c.usage.items():
-                usage.elapsed_ns[slot], usage.cycles[slot] = ns, cycles
+            gpu = self.machine.of(file)
+            for engine, (ns, cycles) in c.usage.items():
+                gpu.set_engine_usage(file, gpu.ENGINES.index(engine), ns, cycles)
             self.clients[c.id] = file
         for c in spec.clients:
             file = self.clients[c.id]
+            gpu = self.machine.of(file)
+            if c.queues:
+                gpu.setup_client(file, c.queues)
             for bo in c.bos:
-                handle = pf.create_bo(file, bo.size, bo.flags, 0)["handle"]
-                self.handles[(c.id, bo.id)] = handle
-                if bo.label is not None:
-                    pf.set_label_bo(file, handle, 0, bo.label)
+                self.handles[(c.id, bo.id)] = gpu.create_bo(file, bo.size, bo.flags, bo.label)
+            for heap in c.heaps:
+                self.heaps[heap.id] = (c.id, gpu.create_heap(file, heap.chunk_size, heap.initial_chunks,
+                                                             heap.max_chunks, heap.target_in_flight))
         for c in spec.clients:
             for bo in c.bos:
                 if not bo.share_with:
                     continue
-                from vdrm.drm import gem
-
                 name = gem.flink(self.clients[c.id], self.handles[(c.id, bo.id)])
                 for other in bo.share_with:
                     self.handles[(other, bo.id)] = gem.gem_open(self.clients[other], name)[0]
         for c in spec.clients:
+            file = self.clients[c.id]
+            gpu = self.machine.of(file)
             for bo in c.bos:
                 base = self.va(c.id, bo.id)
                 for block in range(bo.resident // SZ_2M):
-                    pf.fault(self.clients[c.id], base + block * SZ_2M, 0xC3, 3, 0)
+                    gpu.fault(file, base + block * SZ_2M)
                 if bo.madvise:
-                    pf.madvise(self.clients[c.id], self.handles[(c.id, bo.id)], 1 if bo.madvise == "DONTNEED" else 0)
+                    gpu.madvise(file, self.handles[(c.id, bo.id)], bo.madvise == "DONTNEED")
                 if bo.purged:
-                    handle = self.handles[(c.id, bo.id)]
-                    self.device.driver.purge(self.clients[c.id].handles.lookup(handle))
+                    gpu.purge(file, self.handles[(c.id, bo.id)])
         for p in spec.processes:
             proc = EmulatedProcess(p.pid, p.ppid, p.comm, p.cmdline, p.uid, p.gid, spec.clock_start)
             for fd, client_id in sorted(p.fds.items()):
-                proc.fds[fd] = EmulatedFd(fd, self.clients[client_id], p.fd_flags.get(fd, DEFAULT_FD_FLAGS),
-                                          spec.mnt_id)
+                file = self.clients[client_id]
+                proc.fds[fd] = EmulatedFd(fd, file, p.fd_flags.get(fd, DEFAULT_FD_FLAGS), spec.mnt_id,
+                                          node_ino=spec.inodes.get(file.minor))
             self.processes[p.pid] = proc
         start = spec.clock_start
         for job in spec.jobs:
@@ -208,8 +228,7 @@ class Scenario:
     def va(self, client_id: str, bo_id: str) -> int:
         """The GPU VA of BO ``bo_id`` in client ``client_id``."""
         file = self.clients[client_id]
-        bo = file.handles.lookup(self.handles[(client_id, bo_id)])
-        return bo.mapping_for(file.driver_priv.mmu).iova
+        return self.machine.of(file).bo_va(file, self.handles[(client_id, bo_id)])
 
     # -- the timeline ---------------------------------------------------------------------
 
@@ -219,37 +238,56 @@ class Scenario:
             return
         handles = [self.handles[(job.client, b)] for b in job.bos]
         touch = [(self.va(job.client, bo) if bo else 0) + off for bo, off in job.touch]
-        pf.submit(file, 1, handles, 1 if job.engine == 0 else 0, 0, 0, 0, job.engine, job.duration, touch)
+        gpu = self.machine.of(file)
+        gpu.submit(file, gpu.ENGINES.index(job.engine), handles, job.duration, touch)
+        for heap in job.tiler_oom:
+            self._tiler_oom(heap, job.line)
         if remaining > 1:
             at = self.device.clock.now_ns() + job.every
             self.device.schedule(at, lambda: self._submit(job, remaining - 1))
 
+    def _tiler_oom(self, heap_id: str, line: int) -> None:
+        """One tiler out-of-memory event; at the heap's limits the kernel says no (ENOMEM),
+        which the firmware handles by waiting: logged, as the story goes on."""
+        client_id, handle = self.heaps[heap_id]
+        file = self.clients[client_id]
+        if file.closed:
+            return
+        try:
+            self.machine.of(file).grow_heap(file, handle)
+        except VdrmError as err:
+            self.machine.log.printk(KERN_INFO, f"vdrm: scenario tiler_oom at line {line}: {err}")
+
     def _event(self, event) -> None:
-        dev = self.device
         file = self.clients.get(event.client) if event.client else None
         if event.client and (file is None or file.closed):
             return
+        gpus = [self.machine.of(file)] if file is not None else list(self.machine.devices)
         if event.kind == "engine_skew":
-            usage = file.driver_priv.usage
-            for slot, delta in event.value.items():
-                usage.elapsed_ns[slot] = max(0, usage.elapsed_ns[slot] + delta)
+            for engine, delta in event.value.items():
+                gpus[0].skew_engine(file, gpus[0].ENGINES.index(engine), delta)
         elif event.kind == "profiling":
-            dev.driver.profiling = event.value
+            for gpu in gpus:
+                gpu.set_profiling(event.value)
         elif event.kind == "curfreq":
-            for slot, hz in event.value.items():
-                dev.driver.cur_freq_hz[slot] = hz
+            for gpu in gpus:
+                for engine, hz in event.value.items():
+                    if engine in gpu.ENGINES:
+                        gpu.set_frequency(gpu.ENGINES.index(engine), hz, current_only=True)
         elif event.kind == "close_client":
             for proc in self.processes.values():
                 for fd in [fd for fd, efd in proc.fds.items() if efd.file is file]:
                     del proc.fds[fd]
                     self.closed_fds.append((proc.pid, fd))
-            dev.release(file)
+            self.machine.release(file)
         elif event.kind == "madvise":
             handle = self.handles[(event.client, event.value["bo"])]
-            pf.madvise(file, handle, 1 if event.value["madv"] == "DONTNEED" else 0)
+            gpus[0].madvise(file, handle, event.value["madv"] == "DONTNEED")
+        elif event.kind == "tiler_oom":
+            self._tiler_oom(event.value, event.line)
         elif event.kind == "fault":
             bo, off = event.value
             try:
-                pf.fault(file, (self.va(event.client, bo) if bo else 0) + off, 0xC3, 3, 0)
+                gpus[0].fault(file, (self.va(event.client, bo) if bo else 0) + off)
             except VdrmError as err:  # a terminal fault is part of the story, not an error
-                dev.log.printk(KERN_INFO, f"vdrm: scenario fault at line {event.line}: {err}")
+                self.machine.log.printk(KERN_INFO, f"vdrm: scenario fault at line {event.line}: {err}")
