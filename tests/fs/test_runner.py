@@ -198,3 +198,16 @@ def test_two_gpus_two_drivers_each_client_on_its_own_device() -> None:
     assert by_minor[129]["profiling"] == "3"  # Panthor's knob is a mask
     assert by_minor[129]["engines"]["panthor"]["utilisation"] == pytest.approx(12 / 16, abs=0.02)
     check_against_truth(report, truth)
+
+
+def test_panthor_game_on_its_one_engine() -> None:
+    """On a Panthor-only machine the parser finds the game's and the compositor's clients on one
+    engine, "panthor", at their duty cycles, and agrees with the truth."""
+    report, truth = sample_and_truth("panthor-busy-game.toml", warm_up="1s", step="1s")
+    by_name = {c["client_name"]: c for c in report["clients"]}
+    assert sorted(by_name) == ["vkquake3", "weston"]
+    assert {c["driver"] for c in report["clients"]} == {"panthor"}
+    assert list(by_name["vkquake3"]["engines"]) == ["panthor"]
+    assert by_name["vkquake3"]["engines"]["panthor"]["utilisation"] == pytest.approx(14 / 16.666, abs=0.02)
+    assert by_name["weston"]["engines"]["panthor"]["utilisation"] == pytest.approx(1 / 16.666, abs=0.01)
+    check_against_truth(report, truth)

@@ -67,7 +67,7 @@ MNT_DETACH = 2
 PROBE_TIMEOUT = 2.0  # seconds a live daemon has to answer the statfs probe
 FUSECTL = "/sys/fs/fuse/connections"
 MOUNT_OPTIONS = frozenset({"fsname=vdrm", "subtype=vdrm", "default_permissions", "allow_other"})
-MAX_TASKS = 32  # pyfuse3 worker tasks; fewer is faster, each waiting write holds one
+MAX_TASKS = 32  # pyfuse3 worker tasks; fewer is faster; blocked reads hold at most 8 (vdrm.fs.waits)
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 

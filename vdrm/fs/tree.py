@@ -30,7 +30,8 @@ Node kinds and what an open of each gives (:class:`OpenFile`):
 
 ``DIR``     directories; ``TEXT`` files rendered once per open from a snapshot and served
             as slices (opened with ``direct_io``, ``st_size`` 0 as in procfs, 4096 as in
-            sysfs); ``LINK`` symlinks; ``ATTR`` a sysfs attribute (read: text rendered at
+            sysfs; ``proc/<pid>/fdinfo/<fd>`` instead reports its exact size and may be
+            served from the kernel's page cache, see :mod:`vdrm.fs.cache`); ``LINK`` symlinks; ``ATTR`` a sysfs attribute (read: text rendered at
             open; each write: one store); ``LOG`` the kernel log, whose ``st_size`` is the
             bytes logged so far so ``tail -f`` follows it; ``NODE`` a DRM device node: each
             open is a new DRM client speaking :mod:`vdrm.fs.protocol` (the namespace runner
@@ -104,7 +105,8 @@ FD_LINK_SIZE = 64  # what procfs reports as st_size of fd/<n> links
 # Attributes and names of static paths never change while mounted; let the kernel cache them.
 STATIC_TIMEOUT = 300.0
 # Dynamic names get entry timeout 0 (every path walk asks again, so a closed fd or an
-# exited process vanishes at once); their attributes may be cached this long, since the
+# exited process vanishes at once), except those vdrm.fs.cache invalidates exactly
+# (proc/<pid>, its fds, the names inside it); their attributes may be cached this long, since the
 # LOOKUP that revalidates a name refreshes them anyway, and default_permissions would
 # otherwise send a GETATTR for every directory of every path walk.
 DYNAMIC_TIMEOUT = 1.0
