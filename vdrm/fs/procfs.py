@@ -156,6 +156,9 @@ class ProcessTable:
         open of ``fdinfo/<fd>`` costs the host: the ``flags`` may have changed by fcntl."""
         if pid == self._self_pid:
             return None
+        return self._header(pid, fd)
+
+    def _header(self, pid: int, fd: int) -> FdRef | None:
         try:
             header = parse_fdinfo_header(_read(f"{self._proc}/{pid}/fdinfo/{fd}").decode())
         except OSError:
@@ -174,16 +177,7 @@ class ProcessTable:
             return None
         if not _NODE_NAME.search(target.removesuffix(_DELETED)):
             return None
-        try:
-            header = parse_fdinfo_header(_read(f"{self._proc}/{pid}/fdinfo/{fd}").decode())
-        except OSError:
-            return None
-        if header is None:
-            return None
-        pos, flags, mnt_id, ino = header
-        if not self._is_open_ino(ino) or not self._is_our_mount(pid, mnt_id):
-            return None
-        return FdRef(pid, fd, pos, flags, mnt_id, ino)
+        return self._header(pid, fd)
 
     def _is_our_mount(self, pid: int, mnt_id: int) -> bool:
         known = self._mnt_ids.get(mnt_id)
