@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from vdrm.bench import memory, mounted, speed, suite
+from vdrm.drm.limits import Limits
 
 _FUSE = os.path.exists("/dev/fuse") and os.geteuid() == 0 and shutil.which("umount") is not None
 needs_fuse = pytest.mark.skipif(not _FUSE, reason="real mounts need /dev/fuse and root")
@@ -55,6 +56,14 @@ def test_engine_scale_compares_side_by_side() -> None:
         assert c["cost_ratio"] == pytest.approx(1 / c["ratio"])
         assert len(c["samples"]) == 3
     assert result["python_bytes_per_client"] > 0 and result["python_bytes_per_bo"] > 0
+
+
+def test_engine_scale_goes_past_the_daemons_default_limits() -> None:
+    """The scale run builds more clients and BOs than a mount lets its users hold."""
+    limits = Limits()
+    result = speed.scale(small=2, large=limits.clients + 1, bos=limits.bos // limits.clients + 1,
+                         batch=5, repeats=1)
+    assert result["large_clients"] == limits.clients + 1
 
 
 def test_scenario_text_declares_every_client_and_process(tmp_path: Path) -> None:
