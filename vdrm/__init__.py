@@ -42,7 +42,9 @@ with respect to the daemon's trio tasks, so the engine has no locks.
 Above the FUSE side, the tools for parser authors: ``vdrm.cli`` (the ``vdrm`` command),
 ``vdrm.truth`` (the whole device's ground truth), ``vdrm.check`` (a parser's report
 against it), ``vdrm.record`` and ``vdrm.replay`` (any GPU's fdinfo, recorded and played
-back), ``vdrm.pytest_plugin`` (a ``vdrm`` fixture for a parser's own test suite).
+back), ``vdrm.pytest_plugin`` (a ``vdrm`` fixture for a parser's own test suite). Beside
+them, ``vdrm.bench`` (benchmarks that print figures) and ``vdrm.fuzz`` (the soak of a real
+mount and the scenario fuzz).
 """
 
 __version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
