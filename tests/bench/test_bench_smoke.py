@@ -66,6 +66,12 @@ def test_engine_scale_goes_past_the_daemons_default_limits() -> None:
     assert result["large_clients"] == limits.clients + 1
 
 
+def test_mounted_scale_goes_past_the_daemons_default_limits() -> None:
+    """The mounted scale run's holders open more clients than a default mount allows."""
+    result = mounted.scale(small=2, large=Limits().clients + 1, bos=1, batch=5, repeats=1)
+    assert result["large_clients"] == Limits().clients + 1 and result["fdinfo"]["rate"] > 0
+
+
 def test_scenario_text_declares_every_client_and_process(tmp_path: Path) -> None:
     """The generated scenario loads, with one process holding fd 3 on each client."""
     from vdrm.scenario.load import load

@@ -220,7 +220,9 @@ def scale(*, small: int = 10, large: int = 10_000, bos: int = 10, batch: int = 3
     fdinfo is read through ``proc/<pid>/fdinfo/<fd>`` as a monitor reads it.
     """
     out: dict[str, Any] = {"small_clients": small, "large_clients": large, "bos_per_client": bos}
-    with VdrmMount() as a, VdrmMount() as b:
+    # Past the daemon's default --max-clients / --max-bos: the holders are the benchmark's own.
+    caps = ("--max-clients", str(2 * large + 16), "--max-bos", str(2 * (large + 1) * bos + 16))
+    with VdrmMount(*caps) as a, VdrmMount(*caps) as b:
         out["rss_empty"] = b.rss()
         start = time.perf_counter()
         ha = _Holder(f"{a.path}/dev/dri/renderD128", small, bos)
