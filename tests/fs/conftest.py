@@ -186,6 +186,9 @@ class FakeProcesses:
     def holds(self, pid: int, ino: int) -> bool:
         return any(ref.ino == ino for ref in self.fds(pid).values())
 
+    def holding_fd(self, pid: int, ino: int, hint: int | None = None) -> int | None:
+        return next((fd for fd, ref in self.fds(pid).items() if ref.ino == ino), None)
+
     def holders(self, ino: int) -> list[int]:
         return [pid for pid in sorted(self.held) if self.holds(pid, ino)]
 

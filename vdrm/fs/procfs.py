@@ -138,7 +138,19 @@ class ProcessTable:
 
     def holds(self, pid: int, ino: int) -> bool:
         """Whether ``pid`` holds an fd on DRM node inode ``ino`` now (read fresh)."""
-        return any(ref.ino == ino for ref in self._iter_fds(pid))
+        return self.holding_fd(pid, ino) is not None
+
+    def holding_fd(self, pid: int, ino: int, hint: int | None = None) -> int | None:
+        """The fd by which ``pid`` holds DRM node inode ``ino`` now (read fresh), or None.
+
+        ``hint`` (where it was found last time) is probed first: one readlink and one
+        fdinfo read while it still holds, instead of a scan of all the process's fds
+        (a process holding thousands of clients made every request cost thousands)."""
+        if hint is not None and pid != self._self_pid:
+            ref = self._probe(pid, hint)
+            if ref is not None and ref.ino == ino:
+                return hint
+        return next((ref.fd for ref in self._iter_fds(pid) if ref.ino == ino), None)
 
     def holders(self, ino: int) -> list[int]:
         """The pids holding an fd on DRM node inode ``ino``, ascending (a whole scan)."""
@@ -314,6 +326,11 @@ class ScenarioProcessTable:
     def holds(self, pid: int, ino: int) -> bool:
         # an emulated process's fds are the scenario's own clients: it always holds them
         return self.real.holds(pid, ino) if self._emulated(pid) is None else True
+
+    def holding_fd(self, pid: int, ino: int, hint: int | None = None) -> int | None:
+        if self._emulated(pid) is None:
+            return self.real.holding_fd(pid, ino, hint)
+        return hint if hint is not None else -1  # held, by the scenario (no real fd)
 
     def holders(self, ino: int) -> list[int]:
         return self.real.holders(ino)

@@ -620,6 +620,7 @@ class DrmOpen(OpenFile):
         self._pending: deque[bytes] = deque()
         self._waker: Waker | None = None
         self.released = False
+        self.owner_fd: int | None = None  # the owner's fd on this open, last seen (update_owner)
 
     def write(self, offset: int, data: bytes) -> int:
         self._pending.extend(self.requests.feed(data))
@@ -1139,11 +1140,16 @@ class Tree:
         holds an fd on this open it is taken to be the caller (the kernel's "single
         handover followed by exclusive repeated use"); once it holds none (it exited or
         closed, e.g. a parent that passed the fd to a child), the lowest pid that holds
-        one becomes the owner. Costs one fd probe of the owner per batch of requests.
+        one becomes the owner. Costs one fd probe of the owner per batch of requests (the
+        fd it was last seen holding, :attr:`DrmOpen.owner_fd`).
         """
         file = handle.file
-        if file.was_master or (file.pid and self.procfs.holds(file.pid, handle.ino)):
+        if file.was_master:
             return
+        if file.pid:
+            handle.owner_fd = self.procfs.holding_fd(file.pid, handle.ino, handle.owner_fd)
+            if handle.owner_fd is not None:
+                return
         holders = self.procfs.holders(handle.ino)
         if holders:
             file.update_pid(holders[0], self.procfs.comm(holders[0]))
