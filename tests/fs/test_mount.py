@@ -94,6 +94,26 @@ def test_the_bash_session_from_the_issue(mnt: Daemon) -> None:
     assert lines[-1] == "gone"
 
 
+def test_the_client_passes_to_the_child_once_its_opener_exits(mnt: Daemon) -> None:
+    """debugfs clients names the opener, then the child that inherited the fd once the opener is gone and the child makes a request."""
+    out = mnt.sh("""
+        clients="$MNT/sys/kernel/debug/dri/128/clients"
+        bash -c '
+            exec 3<>"$MNT/dev/dri/renderD128"
+            echo "opener=$$"
+            ( sleep 0.3; echo VERSION >&3; read -r r <&3; echo "child=$BASHPID"; cat "$1" ) &
+            echo VERSION >&3; read -r r <&3; cat "$1"
+        ' _ "$clients"
+        wait; sleep 0.6
+    """).stdout
+    opener = int(re.search(r"opener=(\d+)", out).group(1))
+    child = int(re.search(r"child=(\d+)", out).group(1))
+    before, after = out.split(f"child={child}")
+    assert re.search(rf"^\s*\S+\s+{opener}\s+128\b", before, re.M), before
+    assert re.search(rf"^\s*\S+\s+{child}\s+128\b", after, re.M), after
+    assert not re.search(rf"^\s*\S+\s+{opener}\s+128\b", after, re.M), after
+
+
 def test_fdinfo_header_lines_are_the_real_ones(mnt: Daemon) -> None:
     """pos, flags, mnt_id and ino in vdrm's fdinfo equal what the host kernel reports for the same fd."""
     out = mnt.sh("""

@@ -73,6 +73,7 @@ def test_owner_follows_the_fd_after_the_opener_exits():
     handle.answer()
     assert handle.file.pid == 500  # the opener still holds it
     procs.close(500, 3)  # the parent exits
+    tree.flushed(handle)  # as FUSE's FLUSH tells, the moment its fd is closed
     clients = device.debugfs_files()["clients"]()
     assert "   500 128" in clients  # nothing has happened on the file yet
     handle.write(0, b"VERSION\n")

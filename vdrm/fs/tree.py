@@ -621,6 +621,7 @@ class DrmOpen(OpenFile):
         self._waker: Waker | None = None
         self.released = False
         self.owner_fd: int | None = None  # the owner's fd on this open, last seen (update_owner)
+        self.owner_holds = False  # the owner was seen holding it, and no fd closed since
 
     def write(self, offset: int, data: bytes) -> int:
         self._pending.extend(self.requests.feed(data))
@@ -1090,6 +1091,7 @@ class Tree:
 
     def flushed(self, handle: "DrmOpen") -> None:
         """FLUSH of an open DRM node: one of its fds was closed (the fd is already gone)."""
+        handle.owner_holds = False  # it may have been the owner's last
         self.cache.flushed(handle.ino)
 
     def invalidations(self) -> tuple[list[int], list[tuple[int, bytes]]]:
@@ -1140,15 +1142,19 @@ class Tree:
         holds an fd on this open it is taken to be the caller (the kernel's "single
         handover followed by exclusive repeated use"); once it holds none (it exited or
         closed, e.g. a parent that passed the fd to a child), the lowest pid that holds
-        one becomes the owner. Costs one fd probe of the owner per batch of requests (the
-        fd it was last seen holding, :attr:`DrmOpen.owner_fd`).
+        one becomes the owner. Whether the owner holds can only change when one of the
+        open's fds is closed, which FUSE tells with FLUSH (:meth:`flushed`), so it is
+        probed once after each FLUSH, starting at the fd it was last seen holding
+        (:attr:`DrmOpen.owner_fd`): a process holding thousands of clients would
+        otherwise have every request scan its fds.
         """
         file = handle.file
-        if file.was_master:
+        if file.was_master or handle.owner_holds:
             return
         if file.pid:
             handle.owner_fd = self.procfs.holding_fd(file.pid, handle.ino, handle.owner_fd)
             if handle.owner_fd is not None:
+                handle.owner_holds = True  # until a close of one of its fds (FLUSH)
                 return
         holders = self.procfs.holders(handle.ino)
         if holders:
