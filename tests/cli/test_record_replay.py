@@ -245,7 +245,6 @@ def test_a_damaged_trace_is_a_trace_error_never_a_crash(name: str) -> None:
 
 
 @needs_fuse
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to watch the system calls")
 def test_record_only_reads(tmp_path: Path) -> None:
     """Under strace, recording a busy device opens nothing for writing but its output file, and makes, renames or deletes nothing."""
     out, log = tmp_path / "trace.json", tmp_path / "strace.log"
