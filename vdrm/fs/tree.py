@@ -621,7 +621,8 @@ class DrmOpen(OpenFile):
         self._waker: Waker | None = None
         self.released = False
         self.owner_fd: int | None = None  # the owner's fd on this open, last seen (update_owner)
-        self.owner_holds = False  # the owner was seen holding it, and no fd closed since
+        # the owner holds it: the opener holds the fd open(2) returns, until a close (FLUSH)
+        self.owner_holds = True
 
     def write(self, offset: int, data: bytes) -> int:
         self._pending.extend(self.requests.feed(data))
@@ -1142,11 +1143,11 @@ class Tree:
         holds an fd on this open it is taken to be the caller (the kernel's "single
         handover followed by exclusive repeated use"); once it holds none (it exited or
         closed, e.g. a parent that passed the fd to a child), the lowest pid that holds
-        one becomes the owner. Whether the owner holds can only change when one of the
-        open's fds is closed, which FUSE tells with FLUSH (:meth:`flushed`), so it is
-        probed once after each FLUSH, starting at the fd it was last seen holding
-        (:attr:`DrmOpen.owner_fd`): a process holding thousands of clients would
-        otherwise have every request scan its fds.
+        one becomes the owner. The opener holds the fd its open(2) returns, and whether
+        the owner holds can only change when one of the open's fds is closed, which FUSE
+        tells with FLUSH (:meth:`flushed`), so it is probed only after a FLUSH, the fd it
+        was last seen holding (:attr:`DrmOpen.owner_fd`) first: a process holding
+        thousands of clients would otherwise have every request scan its fds.
         """
         file = handle.file
         if file.was_master or handle.owner_holds:
