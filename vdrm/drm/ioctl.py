@@ -564,6 +564,16 @@ def _drop_master(file: "DrmFile") -> dict[str, Any]:
     return {}
 
 
+def advance(file: "DrmFile", by: int) -> dict[str, Any]:
+    """vdrm's ADVANCE, the same on every driver: one step of the machine's virtual clock
+    (every client of every GPU sees it); the mount's owner and root only."""
+    drv = file.dev.driver
+    if file.uid not in (0, drv.owner_uid):
+        raise AccessDenied(f"only the mount's owner (uid {drv.owner_uid}) and root may advance "
+                           "the device-wide clock")
+    now = drv.timeline.advance(by)
+    return {"now_ns": now, "step_ns": by}
+
 def _gem_close(file: "DrmFile", handle: int, pad: int) -> dict[str, Any]:
     if pad:
         raise InvalidArgument("pad must be zero")

@@ -44,10 +44,10 @@ from typing import TYPE_CHECKING, Any
 
 from vdrm.drm import gem
 from vdrm.drm.auth import is_current_master
-from vdrm.drm.ioctl import Arg, Ioctl
+from vdrm.drm.ioctl import Arg, Ioctl, advance
 from vdrm.drm.uapi import (DRM_COMMAND_BASE, DRM_IOW, DRM_IOWR, Field, Struct, UserAddress, UserArray,
                            UserString)
-from vdrm.errors import (AccessDenied, InvalidArgument, NoDevice, NoEntry, NotImplementedByKernel, OutOfMemory,
+from vdrm.errors import (InvalidArgument, NoDevice, NoEntry, NotImplementedByKernel, OutOfMemory,
                          TimedOut, TooBig, Busy, WouldBlock)
 from vdrm.kernel.printk import KERN_INFO
 from vdrm.panfrost.gem import (BO_FLAGS, BO_HEAP, BO_NOEXEC, BO_WB_MMAP, LABEL_MAXLEN,
@@ -328,16 +328,6 @@ def fault(file: "DrmFile", addr: int, exception: int, access: int, source_id: in
     finally:
         drv.slots.put(ctx)
     return {"as": result.as_nr, "addr": result.addr, "populated": int(result.populated)}
-
-
-def advance(file: "DrmFile", by: int) -> dict[str, Any]:
-    """vdrm: one step of the virtual clock (every client sees it); owner and root only."""
-    drv = _driver(file)
-    if file.uid not in (0, drv.owner_uid):
-        raise AccessDenied(f"only the mount's owner (uid {drv.owner_uid}) and root may advance "
-                           "the device-wide clock")
-    now = drv.timeline.advance(by)
-    return {"now_ns": now, "step_ns": by}
 
 
 _HANDLE = Arg("handle", "u32", "a GEM handle of this client")

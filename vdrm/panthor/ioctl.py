@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vdrm.drm import gem
-from vdrm.drm.ioctl import Arg, Ioctl
+from vdrm.drm.ioctl import Arg, Ioctl, advance
 from vdrm.errors import AccessDenied, Canceled, InvalidArgument, NoEntry, OutOfMemory, TooBig
 from vdrm.mm.page_alloc import PAGE_SIZE
 from vdrm.panthor import releases, uapi
@@ -428,16 +428,6 @@ def tiler_oom(file: "DrmFile", heap: int, renderpasses_in_flight: int, pending_f
     va = pool.grow(heap_id, renderpasses_in_flight, pending_frag_count)
     h = pool.heaps[heap_id]
     return {"new_chunk_gpu_va": va, "chunk_count": h.chunk_count}
-
-
-def advance(file: "DrmFile", by: int) -> dict[str, Any]:
-    """vdrm: one step of the virtual clock (every client of every GPU sees it); owner and root only."""
-    drv = _driver(file)
-    if file.uid not in (0, drv.owner_uid):
-        raise AccessDenied(f"only the mount's owner (uid {drv.owner_uid}) and root may advance "
-                           "the device-wide clock")
-    now = drv.timeline.advance(by)
-    return {"now_ns": now, "step_ns": by}
 
 
 def bo_set_label(file: "DrmFile", handle: int, pad: int, label: str) -> dict[str, Any]:
