@@ -47,16 +47,20 @@ def test_the_sdist_and_wheel_carry_the_bundled_fixtures(dist: Path) -> None:
     """The sdist has fixtures/ and the tests; the wheel has the scenarios and traces inside the package, and its entry points."""
     [sdist] = dist.glob("*.tar.gz")
     [wheel] = dist.glob("*.whl")
-    assert sdist.name == f"vdrm-{__version__}.tar.gz" and wheel.name == f"vdrm-{__version__}-py3-none-any.whl"
+    # a platform wheel: it carries the compiled request-header shim (vdrm/fs/_caller.c)
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert sdist.name == f"vdrm-{__version__}.tar.gz" and wheel.name.startswith(f"vdrm-{__version__}-{tag}-{tag}-linux_")
     names = tarfile.open(sdist).getnames()
     base = f"vdrm-{__version__}"
     for path in ("fixtures/scenarios/busy-game.toml", "fixtures/traces/i915.json", "setup.py", "mount.py",
+                 "vdrm/fs/_caller.c",
                  "tests/parser_suite/check_parser.py"):
         assert f"{base}/{path}" in names, path
     files = zipfile.ZipFile(wheel).namelist()
     scenarios = sorted(p.name for p in (ROOT / "fixtures" / "scenarios").glob("*.toml"))
     assert sorted(f.rsplit("/", 1)[1] for f in files if f.startswith("vdrm/scenario/fixtures/")) == scenarios
     assert "vdrm/scenario/traces/xe.json" in files and "vdrm/__main__.py" in files
+    assert any(f.startswith("vdrm/fs/_caller.") and f.endswith(".so") for f in files), "the shim is not built"
     entry_points = zipfile.ZipFile(wheel).read(f"vdrm-{__version__}.dist-info/entry_points.txt").decode()
     assert "vdrm = vdrm.cli:main" in entry_points and "[pytest11]" in entry_points
 

@@ -141,7 +141,8 @@ def basic(*, batch: int = 300, repeats: int = 9, walk_clients: int = 1000, walk_
 
 def walk(ceiling: CeilingMount, scenario: str, clients: int, repeats: int) -> dict[str, Any]:
     """The nvtop-style walk over a mounted ``scenario`` of ``clients`` against the ceiling."""
-    with VdrmMount(scenario=scenario) as walked:
+    # a scenario past the daemon's default client limit lifts it, as a user would
+    with VdrmMount("--max-clients", str(max(clients, 1024)), scenario=scenario) as walked:
         found = proc_walk(f"{walked.path}/proc")
         if found < clients:
             raise RuntimeError(f"the /proc walk found {found} fdinfo files, not {clients}")

@@ -16,8 +16,8 @@ one request that waits is a DRM request the engine cannot answer yet (``WouldBlo
 WAIT_BO on the real clock). Its ``write(2)`` returns at once; a background task sleeps
 until the device clock gets there and queues the reply (waking poll(2)). What blocks is
 the ``read(2)`` of that reply, as the ioctl would: only the caller waits, and only while
-a request of its open is still waiting for the clock (an empty queue with nothing
-pending reads as end-of-file, as before). A blocked read holds one of pyfuse3's worker
+a request whose reply it may read is still waiting for the clock (an empty queue with
+nothing pending reads as end-of-file, as before). A blocked read holds one of pyfuse3's worker
 tasks, so at most :data:`~vdrm.fs.waits.MAX_BLOCKED_READS` reads block at once; one more
 (and any read of a file opened ``O_NONBLOCK``) answers ``EAGAIN`` at once: poll(2) for
 POLLIN instead. pyfuse3 ignores FUSE_INTERRUPT, so a blocked read looks every
@@ -47,7 +47,7 @@ import pyfuse3
 import trio
 
 from vdrm.errors import VdrmError
-from vdrm.fs import waits
+from vdrm.fs import caller, waits
 from vdrm.fs.tree import Caller, DirEntry, DrmOpen, OpenFile, Stat, Tree
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class Operations(pyfuse3.Operations):
         self._nursery: trio.Nursery | None = None
         self._stopping: trio.Event | None = None
         self._answered: dict[DrmOpen, trio.Event] = {}  # set when the handle waits no more
+        self._routing_checked = False  # logged once if the request-header shim is not in effect
         self._progress: dict[DrmOpen, trio.Event] = {}  # set whenever a waited reply is queued
         self._sleeps: dict[DrmOpen, trio.CancelScope] = {}
         self._nonblocking: set[int] = set()  # fhs opened with O_NONBLOCK
@@ -229,16 +230,25 @@ class Operations(pyfuse3.Operations):
     @_edge
     async def read(self, fh: int, off: int, size: int) -> bytes:
         file = self._files[fh]
-        data = file.read(off, size)
-        if data or not isinstance(file, DrmOpen) or file not in self._answered:
+        if not isinstance(file, DrmOpen):
+            return file.read(off, size)
+        reader = caller.sender().tid  # before any await: see vdrm.fs.caller
+        data = file.read(off, size, reader)
+        if data or file not in self._answered or not file.waiting_for(reader):
             return data
-        return await self._read_waited(fh, file, off, size)
+        return await self._read_waited(fh, file, off, size, reader)
 
     @_edge
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         file = self._files[fh]
+        writer = caller.sender().tid  # before any await: see vdrm.fs.caller
+        if not writer and not self._routing_checked:
+            self._routing_checked = True
+            if not caller.active():
+                log.warning("replies on a shared DRM fd go to whichever process reads first: %s",
+                            caller.why_inactive())
         try:
-            written = file.write(off, buf)
+            written = file.write(off, buf, writer) if isinstance(file, DrmOpen) else file.write(off, buf)
             if isinstance(file, DrmOpen):
                 self._answer(file)
         finally:  # even a refused store or request may have changed something
@@ -331,18 +341,19 @@ class Operations(pyfuse3.Operations):
             del self._answered[handle]
             self._progress.pop(handle).set()
 
-    async def _read_waited(self, fh: int, handle: DrmOpen, off: int, size: int) -> bytes:
+    async def _read_waited(self, fh: int, handle: DrmOpen, off: int, size: int, reader: int = 0) -> bytes:
         """A read of a reply still waiting for the clock: block (bounded), or EAGAIN."""
         if fh in self._nonblocking or self._blocked_reads >= waits.MAX_BLOCKED_READS:
             raise pyfuse3.FUSEError(errno.EAGAIN)
         assert self._stopping is not None
         self._blocked_reads += 1
-        watch = waits.SignalWatch(self.tree.procfs, handle.ino, handle.file.pid)
+        watch = waits.SignalWatch(self.tree.procfs, handle.ino, handle.file.pid, reader)
         try:
             while True:
-                data = handle.read(off, size)
+                data = handle.read(off, size, reader)
                 progress = self._progress.get(handle)
-                if data or progress is None or handle.released or self._stopping.is_set():
+                if data or progress is None or handle.released or self._stopping.is_set() \
+                        or not handle.waiting_for(reader):
                     return data
                 with trio.move_on_after(waits.SIGNAL_POLL):
                     await progress.wait()
@@ -351,6 +362,6 @@ class Operations(pyfuse3.Operations):
                     scope = self._sleeps.get(handle)
                     if scope is not None:
                         scope.cancel()  # the next request may wait for another time
-                    return handle.read(off, size)
+                    return handle.read(off, size, reader)
         finally:
             self._blocked_reads -= 1

@@ -505,6 +505,11 @@ class RequestStream:
         """Bytes held for a line that a later write will complete."""
         return len(self._partial)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing held and nothing being discarded: a fresh stream would do the same."""
+        return not self._partial and not self._discarding
+
     def feed(self, data: bytes) -> list[bytes]:
         """The complete request lines in ``data`` (without their newlines), oldest first."""
         lines: list[bytes] = []

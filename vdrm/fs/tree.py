@@ -87,7 +87,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 from vdrm.drm.gpu import GpuDevice, Machine, as_machine
 from vdrm.drm.ioctl import Arg
 from vdrm.errors import AccessDenied, InvalidArgument, NoEntry, VdrmError, WouldBlock
-from vdrm.fs import protocol
+from vdrm.fs import caller, protocol
 from vdrm.fs.cache import CACHE_TIMEOUT, KernelCache
 from vdrm.fs.permissions import NodeAccess, may_trace
 
@@ -527,6 +527,8 @@ class Waker(Protocol):
 # -- open files ---------------------------------------------------------------------------
 
 
+MAX_WRITERS = 64  # writing threads with their own streams per open file; more share one
+
 POLL_READABLE = select.POLLIN | select.POLLRDNORM
 POLL_WRITABLE = select.POLLOUT | select.POLLWRNORM
 
@@ -608,24 +610,71 @@ class DrmOpen(OpenFile):
     blocks). A request that must wait for the device clock (WAIT_BO on the real clock)
     stays at the head of the queue: :meth:`answer` returns the time to wait until, and the
     writer calls it again after sleeping.
+
+    Per writer, as an ioctl's result goes back to its caller: each writing thread (its
+    tid, from the request's FUSE header, :mod:`vdrm.fs.caller`) has its own partial line
+    and its own reply queue, so processes sharing the open file (inherited, dup'd) never
+    read each other's replies nor mix their arguments. A reader takes its own thread's
+    replies first; with none, those of a related writer (its own process, an ancestor or
+    descendant process, or a writer that has exited: ``echo VERSION >&3; head -1 <&3``
+    reads the shell's reply), never those of an unrelated live process. Writer 0 is
+    "unknown" (no header); it and a reader 0 share everything, as one stream did.
     """
 
     def __init__(self, tree: "Tree", ino: int, file: "DrmFile"):
         self.tree = tree
         self.ino = ino
         self.file = file
-        self.requests = protocol.RequestStream()
         limits = getattr(file.dev, "limits", None)
-        self.replies = protocol.ReplyQueue(limits.reply_bytes if limits else protocol.REPLY_QUEUE_BYTES)
-        self._pending: deque[bytes] = deque()
+        self._reply_limit = limits.reply_bytes if limits else protocol.REPLY_QUEUE_BYTES
+        self._streams: dict[int, protocol.RequestStream] = {}
+        self._queues: dict[int, protocol.ReplyQueue] = {}
+        self._pending: deque[tuple[int, bytes]] = deque()
         self._waker: Waker | None = None
         self.released = False
         self.owner_fd: int | None = None  # the owner's fd on this open, last seen (update_owner)
         # the owner holds it: the opener holds the fd open(2) returns, until a close (FLUSH)
         self.owner_holds = True
 
-    def write(self, offset: int, data: bytes) -> int:
-        self._pending.extend(self.requests.feed(data))
+    @property
+    def requests(self) -> protocol.RequestStream:
+        """The unknown writer's stream (tests and the single-writer case)."""
+        return self._stream(0)
+
+    @property
+    def replies(self) -> protocol.ReplyQueue:
+        """The unknown writer's reply queue."""
+        return self._queue(0)
+
+    def _writer(self, tid: int) -> int:
+        """The key of writer ``tid``: past :data:`MAX_WRITERS` new writers share key 0."""
+        if tid in self._streams or tid in self._queues or len(self._streams) < MAX_WRITERS:
+            return tid
+        return 0
+
+    def _stream(self, key: int) -> protocol.RequestStream:
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = protocol.RequestStream()
+        return stream
+
+    def _queue(self, key: int) -> protocol.ReplyQueue:
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = protocol.ReplyQueue(self._reply_limit)
+        return queue
+
+    @property
+    def pending_bytes(self) -> int:
+        """Reply bytes waiting for any reader."""
+        return sum(q.pending_bytes for q in self._queues.values())
+
+    def write(self, offset: int, data: bytes, writer: int = 0) -> int:
+        key = self._writer(writer)
+        stream = self._stream(key)
+        self._pending.extend((key, line) for line in stream.feed(data))
+        if stream.idle and key:
+            del self._streams[key]  # nothing held for this writer, nor a long line being discarded
         return len(data)
 
     def answer(self) -> int | None:
@@ -635,7 +684,7 @@ class DrmOpen(OpenFile):
             self.tree.update_owner(self)
         try:
             while self._pending and not self.released:
-                line = self._pending[0]
+                writer, line = self._pending[0]
                 try:
                     reply = protocol.handle(table, self.file, line)
                 except WouldBlock as e:
@@ -646,7 +695,7 @@ class DrmOpen(OpenFile):
                 if reply.exception is not None:
                     log.error("request %r of client %d failed inside vdrm", line[:200],
                               self.file.client_id, exc_info=reply.exception)
-                self.replies.push(reply.line)
+                self._queue(writer).push(reply.line)
             return None
         finally:
             self.wake()
@@ -655,19 +704,41 @@ class DrmOpen(OpenFile):
         """A signal reached the waiter: the waiting request fails with EINTR, the rest run."""
         if not self._pending:
             return
-        self._pending.popleft()
+        writer, _line = self._pending.popleft()
         priv = getattr(self.file, "driver_priv", None)
         if getattr(priv, "waiting", None) is not None:
             priv.waiting = None  # WAIT_BO: the interrupted wait is over
-        self.replies.push(protocol.format_error(
+        self._queue(writer).push(protocol.format_error(
             "EINTR", "interrupted by a signal while waiting (the kernel's ERESTARTSYS)"))
         self.wake()
 
-    def read(self, offset: int, size: int) -> bytes:
-        return self.replies.read(size)
+    def read(self, offset: int, size: int, reader: int = 0) -> bytes:
+        key = self._reader(reader)
+        if key is None:
+            return b""
+        queue = self._queues[key]
+        data = queue.read(size)
+        if key and not queue.pending_bytes and key not in self._streams \
+                and not any(w == key for w, _ in self._pending):
+            del self._queues[key]  # this writer has nothing left here
+        return data
+
+    def _reader(self, reader: int) -> int | None:
+        """Whose queue ``reader`` reads: its own, else a related writer's (oldest key first)."""
+        own = self._queues.get(reader)
+        if own is not None and own.pending_bytes:
+            return reader
+        for key, queue in self._queues.items():
+            if queue.pending_bytes and (not reader or not key or caller.related(reader, key)):
+                return key
+        return None
+
+    def waiting_for(self, reader: int) -> bool:
+        """Whether a request whose reply ``reader`` may read is still to be answered."""
+        return any(not reader or not w or w == reader or caller.related(reader, w) for w, _ in self._pending)
 
     def poll(self, waker: Waker | None) -> int:
-        if self.replies.pending_bytes:
+        if self.pending_bytes:
             return POLL_READABLE | POLL_WRITABLE
         if waker is not None:
             self._waker = waker  # a fresh handle replaces the old one
@@ -676,7 +747,7 @@ class DrmOpen(OpenFile):
     def wake(self, *, always: bool = False) -> None:
         """Notify a poll(2) waiter if a reply is waiting, the file is going away, or ``always``."""
         waker = self._waker
-        if waker is not None and (always or self.replies.pending_bytes or self.released):
+        if waker is not None and (always or self.pending_bytes or self.released):
             self._waker = None
             try:
                 waker.notify()
@@ -685,7 +756,8 @@ class DrmOpen(OpenFile):
 
     def release(self) -> None:
         # A last request written without a newline still runs; its reply has no reader.
-        self._pending.extend(self.requests.close())
+        for key, stream in list(self._streams.items()):
+            self._pending.extend((key, line) for line in stream.close())
         self.answer()
         self.tree.release_client(self)
 

@@ -12,9 +12,10 @@ it cannot be interrupted, not even by SIGKILL, until the daemon answers. So:
   file (``/proc/<pid>/status``: ``SigPnd``/``ShdPnd`` not blocked by ``SigBlk``); a pending
   signal interrupts the wait, as the kernel's interruptible wait would.
 
-The holders are found as ``lsof`` finds them (:mod:`vdrm.fs.procfs`), once when the read
-starts to block and then every :data:`HOLDER_RESCAN` seconds. A signal to any holder of a
-shared file interrupts the wait (the reader cannot be told apart, see the README's limits).
+When the reading thread is known (:mod:`vdrm.fs.caller`), only a signal pending for it
+interrupts its wait. Otherwise the holders are found as ``lsof`` finds them
+(:mod:`vdrm.fs.procfs`), once when the read starts to block and then every
+:data:`HOLDER_RESCAN` seconds, and a signal to any holder of the file interrupts it.
 """
 
 from __future__ import annotations
@@ -45,13 +46,16 @@ def pending_signals(pid: int, proc: str = "/proc") -> int:
 class SignalWatch:
     """Whether a signal is pending in a process holding one open DRM file."""
 
-    def __init__(self, procfs: Any, ino: int, opener_pid: int):
+    def __init__(self, procfs: Any, ino: int, opener_pid: int, reader: int = 0):
+        self._reader = reader  # the reading thread's tid, 0 if unknown
         self._procfs = procfs
         self._ino = ino
         self._pids: list[int] = [opener_pid] if opener_pid > 0 else []
         self._scanned = 0.0
 
     def _holders(self) -> list[int]:
+        if self._reader:
+            return [self._reader]  # /proc/<tid>/status: the thread's own and its process's pending signals
         now = time.monotonic()
         if now - self._scanned >= HOLDER_RESCAN:
             self._scanned = now

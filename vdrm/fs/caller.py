@@ -1,0 +1,117 @@
+"""Who sent the FUSE request being handled, for the handlers pyfuse3 gives no context.
+
+A write to a DRM node is an ioctl, and its reply belongs to the thread that wrote it:
+several processes sharing one open file (inherited, dup'd, passed) must each read their
+own replies, as each gets its own ioctl's result from the kernel. pyfuse3 3.5 passes no
+``RequestContext`` to ``read``, ``write`` or ``flush``, but every request's header carries
+the sender's thread id, uid and gid; :file:`_caller.c` keeps a copy of the header of the
+request being processed (how, and why that is exact, is in its comment).
+
+Import order matters: the shim must be loaded, with ``RTLD_GLOBAL``, before ``pyfuse3``
+is, or pyfuse3 binds to libfuse directly and the shim sees nothing. ``vdrm.fs`` imports
+this module first, and it is the only package that imports pyfuse3. :func:`active` says
+whether it worked (it is false until the first request arrives); where it did not, every
+caller reads as :data:`UNKNOWN` and an open file has one shared reply stream, as before.
+
+:func:`sender` must be called before the handler's first ``await``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """The thread that sent a request: ``tid`` 0 is unknown (no header, or a kernel request)."""
+
+    tid: int
+    uid: int
+    gid: int
+
+
+UNKNOWN = Sender(0, 0, 0)
+
+_shim = None
+_bound_too_late = "pyfuse3" in sys.modules  # imported before vdrm.fs: the shim cannot take effect
+if not _bound_too_late:
+    _flags = sys.getdlopenflags()
+    try:
+        sys.setdlopenflags(_flags | os.RTLD_GLOBAL | os.RTLD_NOW)
+        from vdrm.fs import _caller as _shim  # type: ignore[attr-defined, no-redef]
+    except ImportError as e:  # not built (a source tree without `pip install`)
+        log.debug("per-writer routing is off: %s", e)
+        _shim = None
+    finally:
+        sys.setdlopenflags(_flags)
+
+
+def active() -> bool:
+    """Whether request headers are seen (false before the first request, or if not loaded)."""
+    return _shim is not None and _shim.seen() > 0
+
+
+def why_inactive() -> str:
+    """One line for the log when :func:`active` is false after requests were served."""
+    if _bound_too_late:
+        return "pyfuse3 was imported before vdrm.fs, so the request-header shim could not be bound"
+    if _shim is None:
+        return "the request-header shim vdrm.fs._caller is not built (pip install the package)"
+    return "pyfuse3 does not call fuse_session_process_buf through the dynamic linker"
+
+
+def sender() -> Sender:
+    """The sender of the request being handled; call it before the handler's first await."""
+    if _shim is None:
+        return UNKNOWN
+    _opcode, _len, _unique, _nodeid, uid, gid, pid = _shim.current()
+    return Sender(pid, uid, gid) if pid else UNKNOWN
+
+
+# -- whose replies a reader may take (host /proc, read only when a reader has none of its own)
+
+
+def _status(tid: int, proc: str = "/proc") -> dict[str, str]:
+    try:
+        with open(f"{proc}/{tid}/status", "rb", buffering=0) as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("Tgid", "PPid"):
+            fields[key] = value.strip()
+    return fields
+
+
+def _lineage(tid: int, proc: str = "/proc") -> list[int] | None:
+    """Thread ``tid``'s process and its ancestors, nearest first; None if it is gone."""
+    status = _status(tid, proc)
+    if "Tgid" not in status:
+        return None
+    chain = [int(status["Tgid"])]
+    ppid = int(status.get("PPid", "0"))
+    while ppid > 0 and ppid not in chain and len(chain) < 64:
+        chain.append(ppid)
+        ppid = int(_status(ppid, proc).get("PPid", "0"))
+    return chain
+
+
+def related(reader: int, writer: int, proc: str = "/proc") -> bool:
+    """Whether thread ``reader`` may read thread ``writer``'s replies: the same process, an
+    ancestor or a descendant process, or a writer that has exited."""
+    if reader == writer:
+        return True
+    theirs = _lineage(writer, proc)
+    if theirs is None:
+        return True  # the writer is gone: its replies are anyone's who shares the file
+    mine = _lineage(reader, proc)
+    if mine is None:
+        return False
+    return mine[0] in theirs or theirs[0] in mine
