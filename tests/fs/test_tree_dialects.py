@@ -95,3 +95,16 @@ def test_kernel_option_accepts_the_newest_and_help_names_it():
         with pytest.raises(argparse.ArgumentTypeError):
             parse_kernel(text)
     assert "the newest is 7.0" in " ".join(build_parser().format_help().split())
+
+
+def test_the_daemon_s_limits_and_owner_apply_to_a_scenario() -> None:
+    """``--scenario`` with ``--max-clients``: the scenario's machine has the daemon's caps and owner
+    (before, a scenario ignored them, so 10,000 scenario clients could not mount at all)."""
+    from vdrm.fs.daemon import build_parser, make_device
+
+    args = build_parser().parse_args(["/mnt", "--scenario", "busy-game", "--max-clients", "5000",
+                                      "--max-bos", "77"])
+    machine, scenario = make_device(args)
+    assert scenario is not None
+    assert machine.device.config.limits.clients == 5000 and machine.device.config.limits.bos == 77
+    assert machine.device.config.owner_uid == os.getuid()

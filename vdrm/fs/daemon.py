@@ -280,9 +280,12 @@ failed (bad options or scenario, mount, namespace), 126 COMMAND not executable,
 
 def make_device(args: argparse.Namespace) -> tuple[Machine, Scenario | None]:
     """The device the options describe: a scenario's (its [device] table wins) or one
-    built from the device options. Raises ScenarioError, UsageError or VdrmError."""
+    built from the device options; the limits (--max-*) and the owner apply to both.
+    Raises ScenarioError, UsageError or VdrmError."""
     if args.scenario is not None:
-        scenario = Scenario(load_scenario(bundled.resolve(args.scenario)))
+        config = build_config(args)  # the daemon's own caps and owner apply to a scenario too
+        scenario = Scenario(load_scenario(bundled.resolve(args.scenario)), limits=config.limits,
+                            owner_uid=config.owner_uid)
         gc.freeze()  # what the scenario built lives on: keep collections from rescanning it
         return scenario.machine, scenario
     return drivers.build(build_config(args), getattr(args, "gpus", ("panfrost",))), None

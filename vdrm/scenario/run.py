@@ -28,6 +28,7 @@ from vdrm import drivers
 from vdrm.drm import gem
 from vdrm.drm.file import DrmFile
 from vdrm.drm.gpu import DeviceConfig, GpuDevice
+from vdrm.drm.limits import Limits
 from vdrm.errors import VdrmError
 from vdrm.kernel.printk import KERN_INFO
 from vdrm.scenario.load import DEFAULT_FD_FLAGS, SZ_2M, ScenarioSpec, gc_paused
@@ -139,7 +140,8 @@ class EmulatedProcess:
 class Scenario:
     """A :class:`ScenarioSpec` built on a fresh virtual-clock machine (one GPU per ``gpus``)."""
 
-    def __init__(self, spec: ScenarioSpec):
+    def __init__(self, spec: ScenarioSpec, *, limits: Limits | None = None, owner_uid: int = 0):
+        """``limits`` and ``owner_uid`` are the daemon's (its options), not the scenario's."""
         self.spec = spec
         d = spec.device
         self.machine = drivers.build(DeviceConfig(
@@ -147,7 +149,7 @@ class Scenario:
             clock="virtual", seed=d.seed, fragmentation=d.fragmentation,
             first_client_id=d.first_client_id, profiling=d.profiling,
             clock_start_ns=spec.clock_start, size_units=d.size_units, fdinfo_revision=d.fdinfo_revision,
-            job_timeout_ns=d.job_timeout_ns),
+            job_timeout_ns=d.job_timeout_ns, limits=limits or Limits(), owner_uid=owner_uid),
             d.gpus)
         self.device: GpuDevice = self.machine.device  # card0
         for gpu in self.machine.devices:
