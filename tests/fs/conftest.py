@@ -215,6 +215,10 @@ class FakeProcesses:
     def tgid(self, tid: int) -> int:
         return self.threads.get(tid, tid)
 
+    def lineage(self, tid: int) -> list[int] | None:
+        pid = self.tgid(tid)
+        return [pid] if pid in self.owners else None
+
     def owner(self, pid: int) -> tuple[int, int]:
         if pid not in self.owners:
             raise FileNotFoundError(errno.ENOENT, "no such process")

@@ -248,9 +248,11 @@ class Operations(pyfuse3.Operations):
                 log.warning("replies on a shared DRM fd go to whichever process reads first: %s",
                             caller.why_inactive())
         try:
-            written = file.write(off, buf, writer) if isinstance(file, DrmOpen) else file.write(off, buf)
             if isinstance(file, DrmOpen):
+                written = file.write(off, buf, writer)
                 self._answer(file)
+            else:
+                written = file.write(off, buf)
         finally:  # even a refused store or request may have changed something
             self.tree.changed()
             await self._notify()

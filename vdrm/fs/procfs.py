@@ -64,6 +64,20 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+def status_fields(pid: int, keys: tuple[str, ...], proc: str = "/proc") -> dict[str, str]:
+    """The named fields of ``/proc/<pid>/status`` (a tid works too); ``{}`` if it is gone."""
+    try:
+        text = _read(f"{proc}/{pid}/status").decode("ascii", "replace")
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in keys:
+            fields[key] = value.strip()
+    return fields
+
+
 def parse_fdinfo_header(text: str) -> tuple[int, int, int, int] | None:
     """``pos``, ``flags``, ``mnt_id`` and ``ino`` from a real fdinfo text, or None."""
     values: dict[str, int] = {}
@@ -233,12 +247,22 @@ class ProcessTable:
     def tgid(self, tid: int) -> int:
         """The process (thread group) of thread ``tid``; FUSE reports the thread."""
         try:
-            for line in _read(f"{self._proc}/{tid}/status").splitlines():
-                if line.startswith(b"Tgid:"):
-                    return int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            pass
-        return tid
+            return int(status_fields(tid, ("Tgid",), self._proc)["Tgid"])
+        except (KeyError, ValueError):
+            return tid
+
+    def lineage(self, tid: int) -> list[int] | None:
+        """Thread ``tid``'s process and its ancestors, nearest first; None if it is gone."""
+        status = status_fields(tid, ("Tgid", "PPid"), self._proc)
+        try:
+            chain = [int(status["Tgid"])]
+            ppid = int(status.get("PPid", "0"))
+            while ppid > 0 and ppid not in chain and len(chain) < 64:
+                chain.append(ppid)
+                ppid = int(status_fields(ppid, ("PPid",), self._proc).get("PPid", "0"))
+        except (KeyError, ValueError):
+            return None if not status else [tid]
+        return chain
 
     def owner(self, pid: int) -> tuple[int, int]:
         """The uid and gid real ``/proc/<pid>`` is owned by (the process's euid/egid)."""
@@ -379,6 +403,9 @@ class ScenarioProcessTable:
 
     def tgid(self, tid: int) -> int:
         return self.real.tgid(tid)
+
+    def lineage(self, tid: int) -> list[int] | None:
+        return self.real.lineage(tid)  # request senders are real threads
 
     def owner(self, pid: int) -> tuple[int, int]:
         proc = self._emulated(pid)

@@ -87,7 +87,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 from vdrm.drm.gpu import GpuDevice, Machine, as_machine
 from vdrm.drm.ioctl import Arg
 from vdrm.errors import AccessDenied, InvalidArgument, NoEntry, VdrmError, WouldBlock
-from vdrm.fs import caller, protocol
+from vdrm.fs import protocol
 from vdrm.fs.cache import CACHE_TIMEOUT, KernelCache
 from vdrm.fs.permissions import NodeAccess, may_trace
 
@@ -728,14 +728,38 @@ class DrmOpen(OpenFile):
         own = self._queues.get(reader)
         if own is not None and own.pending_bytes:
             return reader
+        may_read = self._may_read(reader)
         for key, queue in self._queues.items():
-            if queue.pending_bytes and (not reader or not key or caller.related(reader, key)):
+            if queue.pending_bytes and may_read(key):
                 return key
         return None
 
     def waiting_for(self, reader: int) -> bool:
         """Whether a request whose reply ``reader`` may read is still to be answered."""
-        return any(not reader or not w or w == reader or caller.related(reader, w) for w, _ in self._pending)
+        may_read = self._may_read(reader)
+        return any(may_read(writer) for writer, _ in self._pending)
+
+    def _may_read(self, reader: int) -> Callable[[int], bool]:
+        """Whether ``reader`` may take writer ``key``'s replies: unknown on either side, the
+        same thread or process, an ancestor or descendant process, or a writer that has
+        exited. Each thread's lineage is read from the host's /proc once per call."""
+        lineages: dict[int, list[int] | None] = {}
+
+        def lineage(tid: int) -> list[int] | None:
+            if tid not in lineages:
+                lineages[tid] = self.tree.procfs.lineage(tid)
+            return lineages[tid]
+
+        def may_read(key: int) -> bool:
+            if not reader or not key or key == reader:
+                return True
+            theirs = lineage(key)
+            if theirs is None:
+                return True  # the writer is gone: its replies are anyone's who shares the file
+            mine = lineage(reader)
+            return mine is not None and (mine[0] in theirs or theirs[0] in mine)
+
+        return may_read
 
     def poll(self, waker: Waker | None) -> int:
         if self.pending_bytes:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from vdrm.fs.procfs import status_fields
+
 MAX_BLOCKED_READS = 8  # of the daemon's 32 pyfuse3 worker tasks
 SIGNAL_POLL = 0.05  # seconds between looks for a pending signal
 HOLDER_RESCAN = 1.0  # seconds between scans for the file's holders
@@ -30,16 +32,8 @@ HOLDER_RESCAN = 1.0  # seconds between scans for the file's holders
 
 def pending_signals(pid: int, proc: str = "/proc") -> int:
     """The signals pending and not blocked for process ``pid`` (a bit mask; 0 if it is gone)."""
-    try:
-        with open(f"{proc}/{pid}/status", "rb", buffering=0) as f:
-            text = f.read().decode("ascii", "replace")
-    except OSError:
-        return 0
-    masks: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("SigPnd", "ShdPnd", "SigBlk"):
-            masks[key] = int(value.strip(), 16)
+    fields = status_fields(pid, ("SigPnd", "ShdPnd", "SigBlk"), proc)
+    masks = {key: int(value, 16) for key, value in fields.items()}
     return (masks.get("SigPnd", 0) | masks.get("ShdPnd", 0)) & ~masks.get("SigBlk", 0)
 
 
