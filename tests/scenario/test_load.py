@@ -141,3 +141,44 @@ def test_bad_panthor_and_two_gpu_files_name_the_line(tmp_path, text, line, messa
         load(path)
     assert str(info.value).startswith(f"{path}:{line}: "), str(info.value)
     assert message in str(info.value)
+
+
+def _many_panthor_clients(n: int) -> str:
+    out = ['[device]\ngpus = ["panthor"]\nkernel = "6.18"\n']
+    for i in range(n):
+        out.append(f'[[client]]\nid = "c{i}"\nnode = "renderD128"\n'
+                   f'[[client.heap]]\nid = "h{i}"\nchunk_size = "2M"\n')
+    return "".join(out)
+
+
+def test_loading_reads_the_text_once_however_many_clients(monkeypatch):
+    """Each client's sub-tables are found by one forward pass, not a rescan per client: the
+    header index sees each line once (10,000 clients mounted in 100 s when it rescanned)."""
+    import vdrm.scenario.load as load_module
+
+    scanned = []
+
+    class Counting:
+        def __init__(self, pattern):
+            self.pattern = pattern
+
+        def match(self, line):
+            scanned.append(line)
+            return self.pattern.match(line)
+
+    monkeypatch.setattr(load_module._Lines, "_HEADER", Counting(load_module._Lines._HEADER))
+    text = _many_panthor_clients(300)
+    spec = loads(text)
+    assert len(spec.clients) == 300 and [c.heaps[0].id for c in spec.clients] == [f"h{i}" for i in range(300)]
+    assert len(scanned) <= len(text.splitlines())
+
+
+def test_a_heap_error_names_its_own_line_among_many_clients(tmp_path):
+    """The header attribution that replaced the rescans still puts a heap's error on its line."""
+    text = _many_panthor_clients(50).replace('id = "h37"\nchunk_size = "2M"', 'id = "h37"\nchunk_size = "64K"')
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    line = text.splitlines().index('id = "h37"') + 2
+    assert str(info.value).startswith(f"{path}:{line}: ") and "from 128K to 8M" in str(info.value)

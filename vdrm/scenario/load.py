@@ -222,12 +222,22 @@ class ScenarioSpec:
 class _Lines:
     """Finds the line of a table or key in the TOML text (tomllib reports none)."""
 
+    _HEADER = re.compile(r"\s*\[\[\s*([^\]]*?)\s*\]\]")
+
     def __init__(self, text: str):
         self.lines = text.splitlines()
+        self._headers: dict[str, list[int]] | None = None
 
     def headers(self, name: str) -> list[int]:
-        pattern = re.compile(r"^\s*\[\[\s*" + re.escape(name) + r"\s*\]\]")
-        return [i + 1 for i, line in enumerate(self.lines) if pattern.match(line)]
+        """The lines (1-based, ascending) of every ``[[name]]`` header: all names are
+        indexed in one pass over the text, so a loader asking per table stays linear."""
+        if self._headers is None:
+            self._headers = {}
+            for i, line in enumerate(self.lines):
+                m = self._HEADER.match(line)
+                if m:
+                    self._headers.setdefault(m.group(1), []).append(i + 1)
+        return self._headers.get(name, [])
 
     def table(self, name: str) -> int | None:
         pattern = re.compile(r"^\s*\[\s*" + re.escape(name) + r"\s*\]")
@@ -460,14 +470,26 @@ def _device(r: _Reader) -> DeviceSpec:
     return spec
 
 
+def _owned(sub_headers: list[int], cursor: int, line: int | None, end: int | None) -> tuple[list[int], int]:
+    """The sub-table headers (``[[client.bo]]``...) between a table's header ``line`` and
+    the next table's ``end``, from ``cursor`` on; and the cursor past them. Each call moves
+    forward only, so all the clients together scan each header list once."""
+    while cursor < len(sub_headers) and sub_headers[cursor] <= (line or 0):
+        cursor += 1
+    first = cursor
+    while cursor < len(sub_headers) and (end is None or sub_headers[cursor] < end):
+        cursor += 1
+    return sub_headers[first:cursor], cursor
+
+
 def _clients(path: str, lines: _Lines, items: list[Any], device: DeviceSpec) -> tuple[ClientSpec, ...]:
     nodes = device.nodes()
     headers = lines.headers("client")
-    bo_headers = lines.headers("client.bo")
+    bo_headers, heap_headers = lines.headers("client.bo"), lines.headers("client.heap")
     out: list[ClientSpec] = []
     seen_ids: set[str] = set()
     seen_bos: set[str] = set()
-    bo_cursor = 0  # headers come in file order: each client's BO headers follow its own
+    bo_cursor = heap_cursor = 0  # headers come in file order: a client's sub-tables follow it
     for i, item in enumerate(items):
         line = headers[i] if i < len(headers) else None
         r = _Reader(path, lines, item, f"client #{i + 1}", line)
@@ -482,12 +504,7 @@ def _clients(path: str, lines: _Lines, items: list[Any], device: DeviceSpec) -> 
         gpu = device.classes()[card]
         name = r.get("name", str, None)
         end = headers[i + 1] if i + 1 < len(headers) else None
-        while bo_cursor < len(bo_headers) and bo_headers[bo_cursor] <= (line or 0):
-            bo_cursor += 1
-        first_bo = bo_cursor
-        while bo_cursor < len(bo_headers) and (end is None or bo_headers[bo_cursor] < end):
-            bo_cursor += 1
-        my_bo_lines = bo_headers[first_bo:bo_cursor]
+        my_bo_lines, bo_cursor = _owned(bo_headers, bo_cursor, line, end)
         bos = []
         for j, bo_item in enumerate(r.get("bo", list, [])):
             br = _Reader(path, lines, bo_item, f"client {cid!r} bo #{j + 1}",
@@ -497,10 +514,9 @@ def _clients(path: str, lines: _Lines, items: list[Any], device: DeviceSpec) -> 
                 raise br.fail("id", f"BO id {bo.id!r} is used twice (BO ids are scenario-wide)")
             seen_bos.add(bo.id)
             bos.append(bo)
-        heap_lines = lines.headers("client.heap")
+        mine, heap_cursor = _owned(heap_headers, heap_cursor, line, end)
         heaps = []
         for j, heap_item in enumerate(r.get("heap", list, [])):
-            mine = [h for h in heap_lines if (line or 0) < h and (end is None or h < end)]
             hr = _Reader(path, lines, heap_item, f"client {cid!r} heap #{j + 1}", mine[j] if j < len(mine) else line)
             if not gpu.TILER_HEAPS:
                 raise hr.fail(None, f"{gpu.DRIVER} has no tiler heaps (its heaps are HEAP BOs that fault in)")
