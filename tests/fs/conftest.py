@@ -215,6 +215,9 @@ class FakeProcesses:
     def tgid(self, tid: int) -> int:
         return self.threads.get(tid, tid)
 
+    def emulated(self, pid: int) -> bool:
+        return False  # every fake process stands for a host process
+
     def lineage(self, tid: int) -> list[int] | None:
         pid = self.tgid(tid)
         return [pid] if pid in self.owners else None

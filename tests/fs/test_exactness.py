@@ -407,3 +407,102 @@ def test_nothing_is_stale_under_load_from_several_processes(mnt: Daemon) -> None
         found.append(failures.get())
     assert found == []
     assert all(p.exitcode == 0 for p in workers + walkers)
+
+
+# -- emulated processes: listings the kernel keeps --------------------------------------
+
+CLOSING = '''
+description = "two emulated processes whose clients close at 1 s, 2 s, 3 s"
+[device]
+kernel = "6.18"
+[[client]]
+id = "a"
+[[client]]
+id = "b"
+[[client]]
+id = "c"
+[[process]]
+pid = 100
+comm = "kept"
+fds = { 3 = "a", 4 = "b" }
+[[process]]
+pid = 101
+comm = "leaves"
+fds = { 3 = "c" }
+[[event]]
+at = "1s"
+client = "b"
+close_client = true
+[[event]]
+at = "2s"
+client = "c"
+close_client = true
+'''
+KEPT, LEAVES = 4194304 + 100, 4194304 + 101
+
+
+def _drop_unused_dentries() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("dropping the kernel's dentries needs root")
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2")
+
+
+def _listing_walker(mnt: str, stop: "multiprocessing.synchronize.Event") -> None:
+    """Keep the emulated processes' listings in the kernel's cache, as a monitor would."""
+    while not stop.is_set():
+        for pid in (KEPT, LEAVES):
+            for directory in ("fd", "fdinfo"):
+                try:
+                    os.listdir(f"{mnt}/proc/{pid}/{directory}")
+                except OSError:
+                    pass
+
+
+def test_a_scenario_close_leaves_every_listing_once_the_clock_write_returns(own_mount, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An emulated process's fd/ and fdinfo/ listings are cached by the kernel (nothing
+    else changes them), so a close_client event must reach them before the vdrm-clock
+    write that played it returns: listings, names and the process itself, with walkers
+    refilling the cache all the while."""
+    scenario = tmp_path / "closing.toml"
+    scenario.write_text(CLOSING)
+    ctx = multiprocessing.get_context("fork")
+    for _ in range(3):
+        daemon = own_mount("--scenario", str(scenario))
+        mnt = daemon.path
+        clock = f"{mnt}/sys/kernel/debug/dri/128/vdrm-clock"
+        warm(mnt, KEPT, 3, 4)
+        warm(mnt, LEAVES, 3)
+        assert sorted(os.listdir(f"{mnt}/proc/{KEPT}/fdinfo")) == ["3", "4"]
+        # a monitor that keeps the directory open keeps its inode, and so its cached listing
+        held = os.open(f"{mnt}/proc/{KEPT}/fd", os.O_RDONLY | os.O_DIRECTORY)
+        assert sorted(os.listdir(held)) == ["3", "4"]
+        # and once the kernel has dropped the names (memory pressure), invalidating a name
+        # no longer tells it the directory changed: only invalidating the directory does
+        _drop_unused_dentries()
+        assert sorted(os.listdir(held)) == ["3", "4"]
+        stop = ctx.Event()
+        walkers = [ctx.Process(target=_listing_walker, args=(str(mnt), stop)) for _ in range(2)]
+        for p in walkers:
+            p.start()
+        try:
+            time.sleep(0.05)
+            with open(clock, "w") as f:
+                f.write("1s")
+            assert fd_gone(mnt, KEPT, 4) == []
+            assert sorted(os.listdir(f"{mnt}/proc/{KEPT}/fdinfo")) == ["3"]
+            assert sorted(os.listdir(f"{mnt}/proc/{KEPT}/fd")) == ["3"]
+            assert sorted(os.listdir(held)) == ["3"]
+            assert read(fdinfo_path(mnt, KEPT, 3))
+            time.sleep(0.05)
+            with open(clock, "w") as f:
+                f.write("1s")
+            assert pid_gone(mnt, LEAVES) == []
+            assert not os.path.lexists(f"{mnt}/proc/{LEAVES}/fd/3")
+            assert sorted(os.listdir(f"{mnt}/proc/{KEPT}/fd")) == ["3"]
+        finally:
+            stop.set()
+            for p in walkers:
+                p.join(timeout=60)
+            os.close(held)
+        daemon.stop()

@@ -265,3 +265,42 @@ def test_the_namespace_is_fixed() -> None:
             assert e.value.errno == errno.EPERM
 
     run(main)
+
+
+class _Emulating(FakeProcesses):
+    """pid 100 stands for a scenario's process (its fds change only by scenario events)."""
+
+    def emulated(self, pid: int) -> bool:
+        return pid == 100
+
+
+def test_open_replies_ask_the_kernel_for_what_vdrm_can_invalidate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No FLUSH for files whose close vdrm needs not see; a kept listing only for an emulated
+    process's fd/ and fdinfo/ (a host process's gain fds by dup and fork unseen)."""
+    from vdrm.fs import caller
+
+    asked: dict[int, int] = {}
+    monkeypatch.setattr(caller, "open_flags", lambda fh, flags: asked.__setitem__(fh, flags))
+    device, procs = FakeDevice(), _Emulating()
+    tree = Tree(device, procs)  # type: ignore[arg-type]
+    procs.is_open_ino = tree.is_open_ino
+    ops = Operations(tree)
+
+    async def main() -> None:
+        node_fh, handle = await open_node(ops)
+        procs.hold(100, 3, handle.ino)
+        procs.hold(4242, 5, handle.ino)
+        proc = (await ops.lookup(ROOT_INO, b"proc", Ctx())).st_ino
+        for pid, cached in ((100, True), (4242, False)):
+            pid_dir = (await ops.lookup(proc, str(pid).encode(), Ctx())).st_ino
+            for name in (b"fd", b"fdinfo"):
+                ino = (await ops.lookup(pid_dir, name, Ctx())).st_ino
+                fh = await ops.opendir(ino, Ctx())
+                assert asked.get(fh) == ((caller.CACHE_READDIR | caller.KEEP_CACHE) if cached else None), (pid, name)
+            fdinfo = (await ops.lookup(pid_dir, b"fdinfo", Ctx())).st_ino
+            fd = (await ops.lookup(fdinfo, b"3" if pid == 100 else b"5", Ctx())).st_ino
+            info = await ops.open(fd, os.O_RDONLY, Ctx())
+            assert asked[info.fh] == caller.NOFLUSH
+        assert node_fh not in asked  # a DRM node's close is the hook for exact names
+
+    run(main)

@@ -137,6 +137,24 @@ def test_forget_drops_minted_and_dynamic_inodes() -> None:
     assert tree.known_inodes() == baseline
 
 
+def test_a_listed_entry_forgotten_before_readdir_is_known_again_once_sent() -> None:
+    """OPENDIR lists, FORGET of an entry's inode may come before the READDIR that sends
+    it: the kernel then holds an inode vdrm dropped, and must still be able to open it
+    (once seen as "open: ENOENT inode 87 is not known" under concurrent walkers)."""
+    tree, _, procs = make_tree()
+    handle = open_node(tree)
+    procs.hold(100, 3, handle.ino)
+    fdinfo_dir = resolve(tree, "proc/100/fdinfo")
+    fd3 = tree.lookup(fdinfo_dir, "3")
+    listing = [e for e in tree.listdir(fdinfo_dir) if e.counted]  # OPENDIR
+    assert [e.inode.ino for e in listing] == [fd3.ino]
+    tree.forget(fd3.ino, 1)  # the kernel dropped its dentry meanwhile
+    tree.remember(listing[0].inode)  # READDIRPLUS handed it out again
+    assert tree.getattr(fd3.ino).ino == fd3.ino
+    assert tree.open(fd3.ino, os.O_RDONLY, ROOT).read(0, 4096).startswith(b"pos:")
+    assert tree.lookup(fdinfo_dir, "3").ino == fd3.ino
+
+
 def test_open_node_makes_a_client_of_the_calling_process() -> None:
     """Opening a node makes a DRM client for the caller's process (tgid of the thread) and comm."""
     tree, device, procs = make_tree()

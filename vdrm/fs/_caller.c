@@ -18,11 +18,24 @@
  *
  * A request whose header is not in memory (a spliced buffer, FUSE_BUF_IS_FD) reads as
  * pid 0, "unknown", and vdrm then treats the open file as having one shared reader.
+ *
+ * The other way, it defines fuse_reply_open(), which pyfuse3 calls to answer OPEN and
+ * OPENDIR. pyfuse3 3.5's FileInfo can set direct_io and keep_cache, but not two flags of
+ * struct fuse_file_info that the kernel honours (FOPEN_NOFLUSH, FOPEN_CACHE_DIR):
+ *   noflush        close(2) of the file sends no FLUSH (a proc or sys file needs none;
+ *                  only a DRM node's close is a hook vdrm uses);
+ *   cache_readdir  the kernel keeps the directory's listing and serves readdir(3) from
+ *                  it until vdrm invalidates the directory's inode.
+ * A handler calls open_flags(fh, flags) after its last await: pyfuse3 then copies the
+ * handler's FileInfo and replies with no checkpoint in between, so the pending flags
+ * are the ones for that reply. They are applied only to a reply whose fh matches, and
+ * used once.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <dlfcn.h>
+#include <stdint.h>
 #include <string.h>
 #include <linux/fuse.h>
 
@@ -31,9 +44,20 @@
 
 typedef void (*process_buf_fn)(struct fuse_session *, const struct fuse_buf *);
 
+typedef int (*reply_open_fn)(fuse_req_t, const struct fuse_file_info *);
+
 static process_buf_fn real_process_buf;
+static reply_open_fn real_reply_open;
 static struct fuse_in_header current;
 static unsigned long long seen;
+
+#define OPEN_NOFLUSH 1
+#define OPEN_CACHE_READDIR 2
+#define OPEN_KEEP_CACHE 4
+
+static uint64_t pending_fh;
+static unsigned int pending_flags;
+static unsigned long long flagged;
 
 __attribute__((visibility("default")))
 void fuse_session_process_buf(struct fuse_session *se, const struct fuse_buf *buf)
@@ -45,6 +69,42 @@ void fuse_session_process_buf(struct fuse_session *se, const struct fuse_buf *bu
         memset(&current, 0, sizeof(current));
     }
     real_process_buf(se, buf);
+}
+
+__attribute__((visibility("default")))
+int fuse_reply_open(fuse_req_t req, const struct fuse_file_info *f)
+{
+    struct fuse_file_info fi;
+
+    if (pending_flags == 0 || f == NULL || f->fh != pending_fh)
+        return real_reply_open(req, f);
+    fi = *f;
+    if (pending_flags & OPEN_NOFLUSH)
+        fi.noflush = 1;
+    if (pending_flags & OPEN_CACHE_READDIR)
+        fi.cache_readdir = 1;
+    if (pending_flags & OPEN_KEEP_CACHE)
+        fi.keep_cache = 1;
+    pending_flags = 0;
+    flagged++;
+    return real_reply_open(req, &fi);
+}
+
+static PyObject *caller_open_flags(PyObject *self, PyObject *args)
+{
+    unsigned long long fh;
+    unsigned int flags;
+
+    if (!PyArg_ParseTuple(args, "KI", &fh, &flags))
+        return NULL;
+    pending_fh = fh;
+    pending_flags = flags;
+    Py_RETURN_NONE;
+}
+
+static PyObject *caller_flagged(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromUnsignedLongLong(flagged);
 }
 
 static PyObject *caller_current(PyObject *self, PyObject *unused)
@@ -64,6 +124,11 @@ static PyMethodDef caller_methods[] = {
      "current() -> (opcode, len, unique, nodeid, uid, gid, pid) of the request being handled"},
     {"seen", caller_seen, METH_NOARGS,
      "seen() -> how many request headers this module has read (0: pyfuse3 does not call it)"},
+    {"open_flags", caller_open_flags, METH_VARARGS,
+     "open_flags(fh, flags): the next OPEN/OPENDIR reply for fh also sets these "
+     "(1 noflush, 2 cache_readdir, 4 keep_cache)"},
+    {"flagged", caller_flagged, METH_NOARGS,
+     "flagged() -> how many replies open_flags() has changed (0: pyfuse3 does not call it)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -82,6 +147,11 @@ PyMODINIT_FUNC PyInit__caller(void)
         const char *why = dlerror();
         PyErr_Format(PyExc_ImportError, "vdrm.fs._caller: libfuse3's fuse_session_process_buf not found: %s",
                      why != NULL ? why : "no such symbol");
+        return NULL;
+    }
+    real_reply_open = libfuse != NULL ? (reply_open_fn)dlsym(libfuse, "fuse_reply_open") : NULL;
+    if (real_reply_open == NULL) {
+        PyErr_SetString(PyExc_ImportError, "vdrm.fs._caller: libfuse3's fuse_reply_open not found");
         return NULL;
     }
     return PyModule_Create(&caller_module);

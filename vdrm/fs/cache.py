@@ -163,6 +163,11 @@ class KernelCache:
                 self._queue(ino)
         self._believed.clear()
 
+    def inode_changed(self, ino: int) -> None:
+        """An inode whose attributes (a directory's mtime) or cached listing changed."""
+        self.epoch += 1
+        self._queue(ino)
+
     def _invalidate(self, ino: int, st: FileState) -> None:
         self.epoch += 1
         st.valid = False

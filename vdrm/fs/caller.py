@@ -1,4 +1,4 @@
-"""Who sent the FUSE request being handled, for the handlers pyfuse3 gives no context.
+"""Who sent the FUSE request being handled, and the open flags pyfuse3 cannot set.
 
 A write to a DRM node is an ioctl, and its reply belongs to the thread that wrote it:
 several processes sharing one open file (inherited, dup'd, passed) must each read their
@@ -6,6 +6,10 @@ own replies, as each gets its own ioctl's result from the kernel. pyfuse3 3.5 pa
 ``RequestContext`` to ``read``, ``write`` or ``flush``, but every request's header carries
 the sender's thread id, uid and gid; :file:`_caller.c` keeps a copy of the header of the
 request being processed (how, and why that is exact, is in its comment).
+
+The same shim adds two flags to OPEN and OPENDIR replies (:func:`open_flags`): no FLUSH
+on close for files whose close vdrm does not need to see, and a listing the kernel may
+cache for directories vdrm invalidates exactly (:meth:`vdrm.fs.tree.Tree.listing_cached`).
 
 Import order matters: the shim must be loaded, with ``RTLD_GLOBAL``, before ``pyfuse3``
 is, or pyfuse3 binds to libfuse directly and the shim sees nothing. ``vdrm.fs`` imports
@@ -63,6 +67,23 @@ def why_inactive() -> str:
     if _shim is None:
         return "the request-header shim vdrm.fs._caller is not built (pip install the package)"
     return "pyfuse3 does not call fuse_session_process_buf through the dynamic linker"
+
+
+NOFLUSH, CACHE_READDIR, KEEP_CACHE = 1, 2, 4  # what open_flags() can add to a reply
+
+
+def open_flags(fh: int, flags: int) -> None:
+    """Have the OPEN or OPENDIR reply for ``fh`` also set ``flags`` (:data:`NOFLUSH`,
+    :data:`CACHE_READDIR`, :data:`KEEP_CACHE`), which pyfuse3's FileInfo cannot express.
+    Call it after the handler's last await. Without the shim, nothing is added: the
+    kernel then sends FLUSH and re-reads listings, which costs requests, never exactness."""
+    if _shim is not None and flags:
+        _shim.open_flags(fh, flags)
+
+
+def flagged() -> int:
+    """How many open replies :func:`open_flags` changed (0 without the shim)."""
+    return _shim.flagged() if _shim is not None else 0
 
 
 def sender() -> Sender:

@@ -114,6 +114,18 @@ def _loggable(args: Sequence[Any]) -> tuple:
                  if not isinstance(a, (pyfuse3.RequestContext, pyfuse3.ReaddirToken)))
 
 
+@dataclasses.dataclass(eq=False)
+class _Listing:
+    """An open directory: its listing as of OPENDIR (or the last rewind), and the cache
+    epoch then (see :meth:`Operations.readdir`)."""
+
+    inode: int
+    caller: Caller
+    entries: list[DirEntry]
+    epoch: int
+    read: bool = False  # a readdir from offset 0 has used ``entries``
+
+
 class Operations(pyfuse3.Operations):
     """pyfuse3's view of the tree."""
 
@@ -128,7 +140,7 @@ class Operations(pyfuse3.Operations):
         self.tree = tree
         self._notify_kernel = notify
         self._files: dict[int, OpenFile] = {}
-        self._dirs: dict[int, tuple[list[DirEntry], int]] = {}  # fh -> (listing, cache epoch at opendir)
+        self._dirs: dict[int, _Listing] = {}
         self._handles = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._stopping: trio.Event | None = None
@@ -193,12 +205,26 @@ class Operations(pyfuse3.Operations):
     @_edge
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         fh = next(self._handles)
-        self._dirs[fh] = (self.tree.listdir(inode, Caller(ctx.pid, ctx.uid, ctx.gid)), self.tree.cache.epoch)
+        who = Caller(ctx.pid, ctx.uid, ctx.gid)
+        self._dirs[fh] = _Listing(inode, who, self.tree.listdir(inode, who), self.tree.cache.epoch)
+        if self.tree.listing_cached(inode):
+            caller.open_flags(fh, caller.CACHE_READDIR | caller.KEEP_CACHE)
         return fh
 
     @_edge
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        entries, epoch = self._dirs[fh]
+        listing = self._dirs[fh]
+        if start_id == 0:
+            # rewinddir(3) lists afresh, as procfs does; and so does a first readdir after
+            # something changed since OPENDIR: a listing the kernel may cache must be the
+            # one of the moment it is sent, or a close just played would stay listed
+            if listing.read or listing.epoch != self.tree.cache.epoch:
+                old, listing.entries = listing.entries, self.tree.listdir(listing.inode, listing.caller)
+                listing.epoch = self.tree.cache.epoch
+                kept = {id(e.inode) for e in listing.entries}
+                self.tree.drop_unreferenced(e.inode for e in old if id(e.inode) not in kept)
+            listing.read = True
+        entries, epoch = listing.entries, listing.epoch
         # A close or a change since OPENDIR may have invalidated what the listing says
         # before the kernel got it: then let it cache nothing of these entries.
         settled = epoch == self.tree.cache.epoch
@@ -212,8 +238,9 @@ class Operations(pyfuse3.Operations):
 
     @_edge
     async def releasedir(self, fh: int) -> None:
-        entries, _ = self._dirs.pop(fh, ([], 0))
-        self.tree.drop_unreferenced(e.inode for e in entries)
+        listing = self._dirs.pop(fh, None)
+        if listing is not None:
+            self.tree.drop_unreferenced(e.inode for e in listing.entries)
 
     # -- files -------------------------------------------------------------------------
 
@@ -225,6 +252,8 @@ class Operations(pyfuse3.Operations):
         if flags & os.O_NONBLOCK:
             self._nonblocking.add(fh)
         await self._notify()
+        if not isinstance(file, DrmOpen):  # only a DRM node's close is a hook (vdrm.fs.cache)
+            caller.open_flags(fh, caller.NOFLUSH)
         return pyfuse3.FileInfo(fh=fh, direct_io=file.direct_io, keep_cache=file.keep_cache)
 
     @_edge

@@ -251,6 +251,10 @@ class ProcessTable:
         except (KeyError, ValueError):
             return tid
 
+    def emulated(self, pid: int) -> bool:
+        """Whether ``pid`` is a scenario's process: none here, every pid is the host's."""
+        return False
+
     def lineage(self, tid: int) -> list[int] | None:
         """Thread ``tid``'s process and its ancestors, nearest first; None if it is gone."""
         status = status_fields(tid, ("Tgid", "PPid"), self._proc)
@@ -406,6 +410,11 @@ class ScenarioProcessTable:
 
     def lineage(self, tid: int) -> list[int] | None:
         return self.real.lineage(tid)  # request senders are real threads
+
+    def emulated(self, pid: int) -> bool:
+        """Whether ``pid`` is the scenario's: its fds and owner change only through scenario
+        events (:meth:`take_closed`), never behind vdrm's back."""
+        return pid in self.scenario.processes
 
     def owner(self, pid: int) -> tuple[int, int]:
         proc = self._emulated(pid)

@@ -814,6 +814,7 @@ class Tree:
         self._next_ino = itertools.count(len(self._patterns) + 1)
         self._opens: dict[int, list[DrmOpen]] = {}  # DRM node inode -> its live opens
         self.cache = KernelCache()  # what the kernel may cache of proc/ (vdrm.fs.cache)
+        self._listing_versions: dict[int, int] = {}  # emulated pid -> fd closes (its dirs' mtime)
         by_path: dict[str, _Pattern] = {}
         for ino, pattern in enumerate(self._patterns, start=ROOT_INO):
             by_path[pattern.path] = pattern
@@ -945,8 +946,14 @@ class Tree:
         return True
 
     def remember(self, inode: Inode) -> None:
-        """A readdir entry reached the kernel: it holds one more lookup of ``inode``."""
+        """A readdir entry reached the kernel: it holds one more lookup of ``inode``.
+
+        The listing was made at OPENDIR (or a rewind); the kernel may have forgotten the
+        inode since (FORGET), and it was dropped. It knows it again now: so must we."""
         inode.nlookup += 1
+        if self._inodes.get(inode.ino) is not inode:
+            self._inodes[inode.ino] = inode
+            self._by_path.setdefault(inode.path, inode)
 
     def forget(self, ino: int, nlookup: int) -> None:
         """The kernel dropped ``nlookup`` references; a dynamic inode at 0 is forgotten."""
@@ -1014,7 +1021,12 @@ class Tree:
             entry_timeout, attr_timeout = self.static_timeout, 0.0
         elif self._exact_name(inode):  # invalidated exactly, see vdrm.fs.cache
             entry_timeout = CACHE_TIMEOUT
-            attr_timeout = CACHE_TIMEOUT if "fd" in a else DYNAMIC_TIMEOUT  # an fd's link mode is its open's
+            # an fd's link mode is its open's; a host process's owner may change (setuid),
+            # an emulated one's never, and its fd listing changes only by scenario events
+            emulated = self.procfs.emulated(a["pid"])
+            attr_timeout = CACHE_TIMEOUT if "fd" in a or emulated else DYNAMIC_TIMEOUT
+            if emulated and kind is Kind.DIR:
+                mtime_ns += self._listing_versions.get(a["pid"], 0)
         elif inode.static:
             entry_timeout = attr_timeout = self.static_timeout
         elif kind is Kind.NODE or inode.pattern.var:  # names that come and go, or one inode per open
@@ -1184,7 +1196,39 @@ class Tree:
         if take_closed is not None:
             closed = take_closed()
             if closed:
-                self.cache.names_gone([(pid, fd) for pid, fd in closed] + sorted({(pid, None) for pid, _ in closed}))
+                pids = sorted({pid for pid, _ in closed})
+                self.cache.names_gone([(pid, fd) for pid, fd in closed] + [(pid, None) for pid in pids])
+                self._listings_changed(pids)
+
+    def listing_cached(self, ino: int) -> bool:
+        """Whether the kernel may keep this directory's listing (FOPEN_CACHE_DIR): an
+        emulated process's ``fd/`` and ``fdinfo/``, whose fds only scenario events close.
+
+        A host process's are never cached: ``dup`` and ``fork`` add fds without a FUSE
+        request. Exactness on a close: :meth:`_listings_changed`."""
+        inode = self._inodes.get(ino)
+        if inode is None or inode.kind is not Kind.DIR or inode.pattern.var is not None:
+            return False
+        a = inode.args
+        return (inode.pattern.name in ("fd", "fdinfo") and "pid" in a and "tid" not in a
+                and self.procfs.emulated(a["pid"]))
+
+    def _listings_changed(self, pids: list[int]) -> None:
+        """Emulated processes' fds were closed: their ``fd/`` and ``fdinfo/`` listings go.
+
+        Two things make a cached listing unusable, and both happen before the event's
+        reply: the directory's inode is invalidated (its attributes and the pages the
+        listing is cached in), and its mtime moves on. The mtime is what closes the race
+        with a READDIR answered just before the event: the kernel stamps a cache with the
+        directory's mtime when it starts filling it, and at the next opendir's first
+        readdir (attributes refreshed, as they were invalidated) finds the stamps differ
+        and drops the cache, whenever its pages were filled."""
+        for pid in pids:
+            self._listing_versions[pid] = self._listing_versions.get(pid, 0) + 1
+            for directory in ("fd", "fdinfo"):
+                inode = self._by_path.get(f"proc/{pid}/{directory}")
+                if inode is not None:
+                    self.cache.inode_changed(inode.ino)
 
     def flushed(self, handle: "DrmOpen") -> None:
         """FLUSH of an open DRM node: one of its fds was closed (the fd is already gone)."""
