@@ -366,3 +366,61 @@ def test_alloc_runs_are_the_runs_of_the_pfns_and_the_same_pfns_as_alloc_pages(fr
         if npages % 3 == 0:  # holes for the next allocations to reuse
             plain.release(pfns[::2])
             with_runs.release(same[::2])
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), fragmentation=st.sampled_from([0.0, 0.05, 0.3, 0.5, 0.99, 1.0]),
+       ops=st.lists(st.tuples(st.booleans(), st.integers(1, 1500)), min_size=1, max_size=40))
+def test_the_vectorised_search_takes_the_frames_the_byte_search_takes(seed, fragmentation, ops):
+    """numpy's placement is the byte-string one's, frame for frame and run for run, through
+    allocations, releases (holes to refill) and pressure at the end of RAM."""
+    fast = PageAllocator(8192, seed=seed, fragmentation=fragmentation, low_watermark_pages=0)
+    ref = PageAllocator(8192, seed=seed, fragmentation=fragmentation, low_watermark_pages=0)
+    ref.vectorised = False
+    held: list[array] = []
+    for release, npages in ops:
+        if release and held:
+            pfns = held.pop(npages % len(held))
+            fast.release(pfns)
+            ref.release(pfns)
+            continue
+        if npages > ref.free_pages:
+            continue
+        got, want = fast.alloc_runs(npages), ref.alloc_runs(npages)
+        assert got[0] == want[0] and got[1] == want[1] and got[2] == want[2]
+        held.append(want[0])
+        assert fast._mem_map == ref._mem_map and fast._lowest_free == ref._lowest_free
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**16), fragmentation=st.sampled_from([0.0, 0.3, 1.0]),
+       npages=st.integers(256, 3000), mistake=st.sampled_from([None, "twice", "free", "outside", "negative"]),
+       where=st.integers(0, 10**6), dirty=st.integers(0, 50))
+def test_a_big_release_in_numpy_is_the_byte_release(seed, fragmentation, npages, mistake, where, dirty):
+    """Releases of 256 frames or more go through numpy: the same frames freed, the same
+    counters, and for every mistake the same error (naming the same first bad pfn), with
+    nothing freed."""
+    results = []
+    for vectorised in (True, False):
+        pa = PageAllocator(8192, seed=seed, fragmentation=fragmentation)
+        pa.vectorised = vectorised
+        pfns = pa.alloc_pages(npages)
+        pa.mark_pages(pfns[:dirty], PG_dirty)
+        bad = array("q", pfns)
+        at = where % npages
+        if mistake == "twice":
+            bad[at] = bad[(at + 1) % npages]
+        elif mistake == "free":
+            pa.release(pfns[at:at + 1])
+        elif mistake == "outside":
+            bad[at] = 8192 + at
+        elif mistake == "negative":
+            bad[at] = -1
+        try:
+            pa.release(bad)
+            error = None
+        except KernelBug as e:
+            error = str(e)
+        results.append((error, bytes(pa._mem_map), pa.stats(), pa._lowest_free))
+    assert results[0] == results[1]
+    assert (results[0][0] is None) == (mistake is None)

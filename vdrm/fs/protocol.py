@@ -144,9 +144,19 @@ _MESSAGE_SAFE = frozenset(range(0x20, 0x7F))
 _DEFAULT_SAFE = _VALUE_SAFE - {ord(c) for c in ",()|:"}  # inside HELP's args=
 
 
+_ENCODED: dict[str, str] = {}  # short string results seen before (names, dates, descs)
+_ENCODED_MAX_LEN, _ENCODED_MAX_ENTRIES = 64, 4096  # bounded: labels are user data
+
+
 def encode_value(text: str) -> str:
     """Percent-encode a string result so it is one space-free ASCII token."""
-    return _percent_encode(text, _VALUE_SAFE)
+    done = _ENCODED.get(text)
+    if done is not None:
+        return done
+    done = _percent_encode(text, _VALUE_SAFE)
+    if len(text) <= _ENCODED_MAX_LEN and len(_ENCODED) < _ENCODED_MAX_ENTRIES:
+        _ENCODED[text] = done
+    return done
 
 
 def _format_int(value: int, hex_: bool) -> str:

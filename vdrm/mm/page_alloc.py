@@ -31,8 +31,11 @@ freed``) before failing and may use every free frame. ``Gfp.NOWAIT`` (the kernel
 ``GFP_NOWAIT``) never calls shrinkers and refuses an allocation that would leave fewer
 free frames than the low watermark (default 1/64 of RAM).
 
-The free space is searched with C-speed byte operations on ``mem_map`` (``translate``,
-``count``, ``find``, ``itertools.compress``); there is no Python object per frame.
+The free space is searched with array operations (numpy) over a window of ``mem_map``
+from the lowest free frame, and big releases are one fancy-indexed store: a 2 MiB heap
+fault allocates 512 frames in about 30 us, where the byte-string search (``translate``,
+``count``, ``itertools.compress``; kept as the reference, ``vectorised = False``) took
+about 140 us, because it still made one Python int per frame and one per run.
 """
 
 from __future__ import annotations
@@ -46,9 +49,14 @@ from collections import deque
 from dataclasses import dataclass
 from itertools import accumulate, compress, count, repeat
 from operator import add
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from vdrm.errors import InvalidArgument, KernelBug, OutOfMemory
+
+try:  # the fast placement path; the byte-string one is the reference and the fallback
+    import numpy as _np
+except ImportError:  # pragma: no cover - numpy is a dependency
+    _np = None
 
 _LITTLE = sys.byteorder == "little"
 
@@ -164,6 +172,7 @@ def kvmalloc_size(size: int) -> int:
 
 
 _NO_RUNS = array("q")
+_VECTOR_RELEASE = 256  # releases of at least this many frames go through numpy
 
 
 def _runs(taken: bytes, first_pfn: int) -> tuple[array, list[int]]:
@@ -238,6 +247,7 @@ class PageAllocator:
         self._released = 0
         self._released_dirty = 0
         self._released_accessed = 0
+        self.vectorised = _np is not None  # False: the byte-string search (the reference)
 
     # -- counters --------------------------------------------------------------------
 
@@ -336,6 +346,8 @@ class PageAllocator:
             mem[start:start + npages] = b"\x01" * npages
             taken = pfn_range(start, npages)
             firsts, lengths = (array("q", [start]), [npages]) if runs else (_NO_RUNS, [])
+        elif self.vectorised:
+            return self._take_vectorised(npages, runs)
         else:
             window = 2 * npages + 64
             while True:
@@ -367,6 +379,65 @@ class PageAllocator:
             self._lowest_free = total if lowest < 0 else lowest
         return taken, firsts, lengths
 
+    def _take_vectorised(self, npages: int, runs: bool) -> tuple[array, array, list[int]]:
+        """:meth:`_take`'s search, the same frames from the same random bytes, in numpy.
+
+        The byte-string search above costs a Python object per frame where it lists the
+        taken pfns and one per run where it splits them (about 140 us for 512 pages at
+        fragmentation 0.3, most of a heap fault); here every step is one array operation
+        over the window. With ``vectorised`` False the byte-string search runs instead:
+        the reference the tests hold this one to, frame for frame.
+        """
+        np = _np
+        mem = self._mem_map
+        total = self._total_pages
+        start = self._lowest_free
+        frames = np.frombuffer(mem, dtype=np.uint8)
+        window = 2 * npages + 64
+        while True:
+            end = min(total, start + window)
+            free = frames[start:end] == 0
+            takeable = self._thin_vectorised(free) if self._skip_threshold else free
+            found = int(np.count_nonzero(takeable))
+            if found >= npages:
+                break
+            if end == total:
+                takeable = free  # pressure: every free frame, in order
+                break
+            window *= 2
+        index = np.flatnonzero(takeable)[:npages]
+        index += start
+        frames[index] = PG_allocated
+        taken = array("q")
+        taken.frombytes(index.astype(np.int64, copy=False).tobytes())
+        if not runs:
+            firsts, lengths = _NO_RUNS, []
+        else:
+            heads = np.flatnonzero(index[1:] - index[:-1] != 1)  # the last frame of each run but the last
+            heads += 1  # now the first of each run but the first
+            firsts = array("q", [int(index[0])])
+            firsts.frombytes(index[heads].astype(np.int64, copy=False).tobytes())
+            bounds = heads.tolist()
+            lengths = [b - a for a, b in zip([0] + bounds, bounds + [npages])]
+        self._free -= npages
+        if taken[0] == start:
+            lowest = mem.find(0, start)
+            self._lowest_free = total if lowest < 0 else lowest
+        return taken, firsts, lengths
+
+    def _thin_vectorised(self, free: "Any") -> "Any":
+        """:meth:`_thin` over a boolean array (same random bytes, same frames left)."""
+        np = _np
+        width = len(free)
+        eligible = np.zeros(width, dtype=bool)
+        np.logical_and(free[1:], free[:-1], out=eligible[1:])
+        if self._skip_threshold < 256:
+            eligible &= np.frombuffer(self._rng.randbytes(width), dtype=np.uint8) < self._skip_threshold
+        # leave every other frame of each stretch of eligible ones, starting with its first:
+        # a bool array's bytes are 0/1, and a left-to-right replace is _thin's regex
+        left = np.frombuffer(eligible.tobytes().replace(b"\x01\x01", b"\x01\x00"), dtype=bool)
+        return free & ~left
+
     def _thin(self, free: bytes) -> bytes:
         """Frames of a window to take (1), from its free frames (1), leaving some behind.
 
@@ -394,6 +465,9 @@ class PageAllocator:
         npages = len(pfns)
         if npages == 0:
             return
+        if self.vectorised and npages >= _VECTOR_RELEASE:
+            self._release_vectorised(pfns)
+            return
         flags = self._flags_of(pfns, "release")
         contiguous = is_contiguous(pfns)
         if not contiguous and len(set(pfns)) != npages:
@@ -408,6 +482,34 @@ class PageAllocator:
         else:
             first = min(pfns)
             deque(map(mem.__setitem__, pfns, repeat(0, npages)), 0)
+        self._free += npages
+        if first < self._lowest_free:
+            self._lowest_free = first
+
+    def _release_vectorised(self, pfns: array) -> None:
+        """:meth:`release` in numpy, with the same checks, in the same order, and the same
+        errors: a big object's pages (a 1 GiB heap is 262,144 frames) cost one array
+        operation per step, not one Python call per frame (48 ms before)."""
+        np = _np
+        frames = np.frombuffer(self._mem_map, dtype=np.uint8)
+        index = np.frombuffer(pfns, dtype=np.int64)
+        outside = (index < 0) | (index >= self._total_pages)
+        if outside.any():
+            bad = int(index[np.flatnonzero(outside)[0]])
+            raise KernelBug(f"release of pfn {bad:#x}, outside RAM (0..{self._total_pages - 1:#x})")
+        flags = frames[index]
+        unallocated = (flags & PG_allocated) == 0
+        if unallocated.any():
+            bad = int(index[np.flatnonzero(unallocated)[0]])
+            raise KernelBug(f"release of pfn {bad:#x}, which is not allocated (double free?)")
+        first = int(index.min())
+        if not is_contiguous(pfns) and int(np.bincount(index - first).max()) > 1:
+            raise KernelBug("release of the same pfn twice in one call (double free)")
+        npages = len(index)
+        self._released += npages
+        self._released_dirty += int(np.count_nonzero(flags & PG_dirty))
+        self._released_accessed += int(np.count_nonzero(flags & PG_accessed))
+        frames[index] = 0
         self._free += npages
         if first < self._lowest_free:
             self._lowest_free = first
