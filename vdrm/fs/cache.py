@@ -13,11 +13,15 @@ Names: ``proc/<pid>``, ``proc/<pid>/fd/<n>`` and ``proc/<pid>/fdinfo/<n>``.
     is gone from the table and before ``close`` returns. FLUSH names the open file, not the
     caller: every entry recorded under it is invalidated (the fd's two names, then the
     pid), and the FLUSH answered only once the kernel has done it. Negative answers
-    (ENOENT) are never cached by FUSE and directory listings never (pyfuse3 has no
-    ``cache_readdir``), so a NEW fd (``open``, and ``dup``/``fork``, which FUSE never
-    sees) is found by the next lookup or listing, which asks the host's ``/proc`` afresh.
+    (ENOENT) are never cached by FUSE, nor are a host process's directory listings, so a
+    NEW fd (``open``, and ``dup``/``fork``, which FUSE never sees) is found by the next
+    lookup or listing, which asks the host's ``/proc`` afresh. Only DRM node opens need
+    FLUSH: every other open is answered with ``noflush`` (:func:`vdrm.fs.caller.open_flags`).
     Emulated processes change their fds only through scenario events
-    (:attr:`Scenario.closed_fds`), drained after each step.
+    (:attr:`Scenario.closed_fds`), drained after each step; so their ``fd/`` and
+    ``fdinfo/`` listings are cached too (``cache_readdir``), and an event that closes one
+    of their fds invalidates the two directories' inodes and moves their mtime on
+    (:meth:`vdrm.fs.tree.Tree.listing_cached`).
 
 Attributes and pages of ``fdinfo`` files.
     Their ``st_size`` is the exact length of the text (procfs says 0), so the kernel can
