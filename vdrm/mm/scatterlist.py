@@ -205,16 +205,19 @@ class SgTable:
             addrs[0] += self._first_offset
         return list(zip(addrs, self._lengths[:count]))
 
-    def dma_npages(self) -> int:
+    def dma_npages(self, size: int | None = None) -> int:
         """The first ``nents`` DMA segments' lengths, each rounded up to whole pages, summed
-        (0 if unmapped): the 4 KiB PTEs they need, without one object per segment."""
+        (0 if unmapped): the 4 KiB PTEs they need, without one object per segment.
+        ``size``: :attr:`size` if the caller has it (and ``nents`` is every entry)."""
         count = self.nents
         if not self.dma_mapped or count == 0:
             return 0
-        lengths = self._lengths if count == len(self._lengths) else self._lengths[:count]
+        whole = count == len(self._lengths)
+        lengths = self._lengths if whole else self._lengths[:count]
         raw = lengths.tobytes()
         if _LITTLE and raw[0::4].count(0) == count and raw[1::4].translate(_LOW_NIBBLE).count(0) == count:
-            return sum(lengths) >> PAGE_SHIFT  # every length is whole pages
+            # every length is whole pages
+            return (size if size is not None and whole else sum(lengths)) >> PAGE_SHIFT
         return sum((length + PAGE_SIZE - 1) >> PAGE_SHIFT for length in lengths)
 
     def pfn_runs(self) -> list[tuple[int, int]]:
@@ -605,7 +608,13 @@ def _entry_lengths(npages: list[int], offset: int, size: int, total_npages: int)
         return array("I", [min(size, chunk)])
     if len(npages) == total_npages:  # one page per entry
         lengths = array("I", [PAGE_SIZE]) * total_npages
-    else:
+    elif _LITTLE:
+        # every lane times PAGE_SIZE at once: an entry is at most UINT_MAX bytes, so no
+        # lane's npages reaches 2**20 and the shift never carries into the next lane
+        pages = array("I", npages)
+        lengths = array("I")
+        lengths.frombytes((int.from_bytes(pages, "little") << PAGE_SHIFT).to_bytes(4 * len(pages), "little"))
+    else:  # pragma: no cover - every supported host is little-endian
         lengths = array("I")
         lengths.fromlist(list(map(PAGE_SIZE.__mul__, npages)))
     if offset:

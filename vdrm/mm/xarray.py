@@ -34,6 +34,11 @@ import sys
 from vdrm.errors import InvalidArgument
 from vdrm.mm.page_alloc import any_negative
 
+try:
+    import numpy as _np
+except ImportError:  # pragma: no cover - numpy is a dependency
+    _np = None
+
 _LITTLE = sys.byteorder == "little"
 
 XA_CHUNK_SHIFT = 6
@@ -49,7 +54,14 @@ NARROW_MAX = (1 << 31) - 1  # the largest value a narrow (array('i')) node holds
 
 def _narrow(values: array) -> array | None:
     """A non-negative ``array('q')`` as ``array('i')`` (the low halves), or None if a value
-    is above NARROW_MAX; byte operations in C, no Python object per value."""
+    is above NARROW_MAX; array operations, no Python object per value."""
+    if _np is not None and len(values) >= 64:
+        wide = _np.frombuffer(values, dtype=_np.int64)
+        if int(wide.max()) > NARROW_MAX:
+            return None
+        out = array("i")
+        out.frombytes(wide.astype(_np.int32).tobytes())
+        return out
     if not _LITTLE:  # pragma: no cover - every supported host is little-endian
         return array("i", values) if not values or max(values) <= NARROW_MAX else None
     halves = memoryview(values).cast("B").cast("i")

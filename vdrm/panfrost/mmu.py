@@ -156,7 +156,7 @@ class MmuContext:
         size = sgt.size
         if sgt.dma_mapped and sgt.nents > 1 and size <= SZ_2M:  # every segment is shorter than 2 MiB: 4 KiB entries
             n2m = 0
-            n4k = sgt.dma_npages()
+            n4k = sgt.dma_npages(size)
             addr = iova + size
         else:
             addr = iova
