@@ -94,3 +94,16 @@ def test_the_whole_suite_runs_quick_and_writes_json(tmp_path: Path) -> None:
     assert {"1", "2"} <= set(data["concurrency"])
     assert all(isinstance(t["met"], bool) for t in data["targets"])
     assert "Targets" in (out / "latest.txt").read_text()
+    # every part says how much CPU the hypervisor took meanwhile: what makes runs differ
+    assert set(data["steal"]) >= {"1 memory", "2 engine speed", "3 through the mount"}
+    assert all(0.0 <= share <= 1.0 for share in data["steal"].values())
+    assert "CPU steal" in (out / "latest.txt").read_text()
+
+
+def test_steal_is_the_stolen_share_of_the_cpu_ticks_between_two_readings() -> None:
+    from vdrm.bench.common import cpu_ticks, steal_share
+
+    assert steal_share((10, 1000), (60, 2000)) == 0.05
+    assert steal_share((0, 0), (0, 0)) == 0.0
+    steal, total = cpu_ticks()
+    assert 0 <= steal <= total and total > 0

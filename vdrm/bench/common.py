@@ -252,6 +252,25 @@ class CeilingMount:
             shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """``(steal, total)`` clock ticks of all CPUs so far (``/proc/stat``), or (0, 0).
+
+    Steal is time the hypervisor gave this VM's CPUs to someone else: on a shared VM it
+    is what makes two runs of the same code differ, so every part reports its share."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of CPU time stolen between two :func:`cpu_ticks` readings (0 if unknown)."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     import platform

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vdrm.bench import bridge, memory, mounted, speed
-from vdrm.bench.common import ROOT, machine, pin_clients
+from vdrm.bench.common import ROOT, cpu_ticks, machine, pin_clients, steal_share
 
 PARTS = ("memory", "engine", "mount", "scale", "concurrency", "bridge")
 
@@ -56,11 +56,14 @@ def run(parts: tuple[str, ...] = PARTS, *, quick: bool = False,
     """Run ``parts`` and return every figure plus the targets (JSON-ready)."""
     results: dict[str, Any] = {"machine": machine(), "quick": quick}
 
+    results["steal"] = {}
+
     def step(name: str, fn: Callable[[], Any]) -> Any:
         say(f"[{name}] ...")
-        start = time.perf_counter()
+        start, ticks = time.perf_counter(), cpu_ticks()
         value = fn()
-        say(f"[{name}] done in {time.perf_counter() - start:.1f} s")
+        stolen = results["steal"][name] = steal_share(ticks, cpu_ticks())
+        say(f"[{name}] done in {time.perf_counter() - start:.1f} s (CPU steal {stolen:.1%})")
         return value
 
     if "memory" in parts:
@@ -146,6 +149,10 @@ def table(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines.append(f"vdrm benchmark — {m['time_utc']}, Python {m['python']}, {m['cpus']} CPUs, "
                  f"kernel {m['kernel']}, load {m['load_average']:.2f}{' (quick)' if r.get('quick') else ''}")
+    if r.get("steal"):
+        worst = max(r["steal"], key=r["steal"].get)
+        lines.append(f"CPU steal (time the hypervisor gave to other guests): at most {r['steal'][worst]:.1%}, "
+                     f"in [{worst}]; ratios from a part with more than a few % are not worth comparing")
     if m.get("daemon_cpus"):
         lines.append(f"placement: daemons on CPU {m['daemon_cpus']}, benchmark and its clients on CPU {m['client_cpus']}")
     if "memory" in r:
