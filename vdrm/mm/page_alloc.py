@@ -48,7 +48,7 @@ from array import array
 from collections import deque
 from dataclasses import dataclass
 from itertools import accumulate, compress, count, repeat
-from operator import add
+from operator import add, sub
 from typing import Any, Callable, Iterable
 
 from vdrm.errors import InvalidArgument, KernelBug, OutOfMemory
@@ -418,7 +418,7 @@ class PageAllocator:
             firsts = array("q", [int(index[0])])
             firsts.frombytes(index[heads].astype(np.int64, copy=False).tobytes())
             bounds = heads.tolist()
-            lengths = [b - a for a, b in zip([0] + bounds, bounds + [npages])]
+            lengths = list(map(sub, bounds + [npages], [0] + bounds))
         self._free -= npages
         if taken[0] == start:
             lowest = mem.find(0, start)

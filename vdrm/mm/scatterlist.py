@@ -574,7 +574,8 @@ def sg_alloc_append_table_from_pages(
         elif runs is not None and not absorbed:
             if sum(runs[1]) != count or len(runs[0]) != len(runs[1]):
                 raise KernelBug(f"runs of {sum(runs[1])} pages passed with {count} pages")
-            found = runs[0], runs[1], max(runs[1])
+            # no run is longer than all the pages: max() only when that could be too long
+            found = runs[0], runs[1], (count if count <= max_pages else max(runs[1]))
         else:
             found = _page_runs(rest)
         firsts, npages = _segments(*found, max_pages)
