@@ -60,8 +60,17 @@ class FdRef:
 
 
 def _read(path: str) -> bytes:
-    with open(path, "rb", buffering=0) as f:
-        return f.read()
+    """The whole of a small proc file: raw reads until EOF (no file object, no fstat)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
 
 
 def status_fields(pid: int, keys: tuple[str, ...], proc: str = "/proc") -> dict[str, str]:
@@ -78,9 +87,16 @@ def status_fields(pid: int, keys: tuple[str, ...], proc: str = "/proc") -> dict[
     return fields
 
 
+# fs/proc/fd.c prints the four in this order, one per line: "pos:\t%lli\nflags:\t0%o\n..."
+_HEADER = re.compile(r"pos:\s*(-?\d+)\nflags:\s*([0-7]+)\nmnt_id:\s*(\d+)\nino:\s*(\d+)\n")
+
+
 def parse_fdinfo_header(text: str) -> tuple[int, int, int, int] | None:
     """``pos``, ``flags``, ``mnt_id`` and ``ino`` from a real fdinfo text, or None."""
-    values: dict[str, int] = {}
+    m = _HEADER.match(text)
+    if m is not None:
+        return int(m[1]), int(m[2], 8), int(m[3]), int(m[4])
+    values: dict[str, int] = {}  # not procfs's layout (an older kernel, a test): line by line
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key in ("pos", "mnt_id", "ino"):
