@@ -223,3 +223,10 @@ def test_kcmp_of_real_processes_is_the_kernels() -> None:
     v = values(run('exec 3<>/dev/dri/renderD128 4>&3 5<>/dev/dri/renderD128; '
                    f'"$PYTHON" {HERE / "kcmp_probe.py"} $$ 3 4 5'))
     assert v["kcmp 3 4"] == "0" and v["kcmp 3 5"] in ("1", "2")
+
+
+def test_fdinfo_and_its_size_show_a_binary_ioctl_once_it_returns() -> None:
+    """A binary ioctl changes the fdinfo like a text request does: the kernel's cached size
+    and pages are dropped before the ioctl returns to its caller."""
+    v = values(run(f'"$PYTHON" {HERE / "fdinfo_after_ioctl.py"}'))
+    assert v["rounds"] == "12" and v["stale"] == "0", v

@@ -22,7 +22,7 @@ import ctypes
 import errno
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from vdrm.bridge import seccomp
 from vdrm.bridge.memory import ProcessMemory
@@ -51,8 +51,19 @@ class Parked:
     until_ns: int
 
 
-def answer(listener: int, note: seccomp.Notification, host: IoctlHost, ino: int | None = None) -> Parked | None:
-    """Answer ``note`` (an ioctl); a :class:`Parked` if it must wait first."""
+def reply(listener: int, nid: int, result: int) -> bool:
+    """Send a dispatch's result (0 / a value, or a negative errno) as the call's."""
+    if result < 0:
+        return seccomp.fail(listener, nid, -result)
+    return seccomp.answer(listener, nid, result)
+
+
+def answer(listener: int, note: seccomp.Notification, host: IoctlHost, ino: int | None = None, *,
+           respond: Callable[[int], None] | None = None) -> Parked | None:
+    """Answer ``note`` (an ioctl); a :class:`Parked` if it must wait first.
+
+    ``respond(result)``, if given, sends the dispatch's result instead of :func:`reply`
+    (the daemon first tells the kernel what the call changed)."""
     fd = ctypes.c_int32(note.args[0] & 0xFFFFFFFF).value
     cmd, argp = note.args[1] & 0xFFFFFFFF, note.args[2]
     try:
@@ -70,8 +81,8 @@ def answer(listener: int, note: seccomp.Notification, host: IoctlHost, ino: int 
         log.exception("ioctl %#x of thread %d failed inside vdrm", cmd, note.tid)
         seccomp.fail(listener, note.id, errno.EIO)
         return None
-    if result < 0:
-        seccomp.fail(listener, note.id, -result)
+    if respond is not None:
+        respond(result)
     else:
-        seccomp.answer(listener, note.id, result)
+        reply(listener, note.id, result)
     return None

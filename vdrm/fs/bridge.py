@@ -27,7 +27,7 @@ import errno
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import trio
 
@@ -142,9 +142,11 @@ def _order(a: tuple, b: tuple) -> int:
 class Bridge:
     """Serves the listener COMMAND sends on ``sock`` (:func:`start`); :meth:`stop` ends it."""
 
-    def __init__(self, sock: socket.socket, tree: "Tree", mountpoint: str, nursery: trio.Nursery):
+    def __init__(self, sock: socket.socket, tree: "Tree", mountpoint: str, nursery: trio.Nursery,
+                 settle: Callable[[], Awaitable[None]] | None = None):
         self._sock = sock
         self._tree = tree
+        self._settle = settle  # sends the tree's queued invalidations, returns once applied
         self._mountpoint = mountpoint
         self._nursery = nursery
         self._supervisor: Supervisor | None = None
@@ -183,7 +185,7 @@ class Bridge:
         try:
             if listener not in self._open or self.host is None:
                 return
-            parked = ioctls.answer(listener, note, self.host)
+            parked = ioctls.answer(listener, note, self.host, respond=self._responder(listener, note.id))
             if parked is not None:
                 self._nursery.start_soon(self._wait, listener, parked)
         except BaseException:  # noqa: BLE001 - an exception here would end trio.run
@@ -205,15 +207,39 @@ class Bridge:
                 if listener not in self._open or not seccomp.still_valid(listener, parked.note.id):
                     return  # killed, or interrupted (a restart sends a new notification)
                 continue
-            parked = ioctls.answer(listener, parked.note, self.host, parked.ino)
+            parked = ioctls.answer(listener, parked.note, self.host, parked.ino,
+                                   respond=self._responder(listener, parked.note.id))
+
+    def _responder(self, listener: int, nid: int) -> Callable[[int], None]:
+        """How to send an ioctl's result: as a text request's reply is, only once the kernel
+        has dropped the fdinfo sizes and pages it changed (:meth:`Tree.changed`)."""
+
+        def respond(result: int) -> None:
+            self._tree.changed()
+            if self._settle is None or not self._tree.cache.pending:
+                ioctls.reply(listener, nid, result)
+            else:
+                self._nursery.start_soon(self._respond_settled, listener, nid, result)
+
+        return respond
+
+    async def _respond_settled(self, listener: int, nid: int, result: int) -> None:
+        assert self._settle is not None
+        try:
+            await self._settle()
+        finally:  # the caller is answered even if telling the kernel failed
+            if listener in self._open:
+                ioctls.reply(listener, nid, result)
 
     def stop(self) -> None:
         if self._supervisor is not None:
             self._supervisor.stop()
 
 
-def start(sock: socket.socket, tree: "Tree", mountpoint: str, nursery: trio.Nursery) -> Bridge:
-    """Inside trio: serve the listener that will arrive on ``sock``, in ``nursery``."""
-    bridge = Bridge(sock, tree, mountpoint, nursery)
+def start(sock: socket.socket, tree: "Tree", mountpoint: str, nursery: trio.Nursery,
+          settle: Callable[[], Awaitable[None]] | None = None) -> Bridge:
+    """Inside trio: serve the listener that will arrive on ``sock``, in ``nursery``;
+    ``settle`` sends the invalidations an ioctl queued before its result is sent."""
+    bridge = Bridge(sock, tree, mountpoint, nursery, settle)
     nursery.start_soon(bridge.serve)
     return bridge

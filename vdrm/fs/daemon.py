@@ -483,7 +483,8 @@ def serve(mountpoint: str, device: GpuDevice | Machine, ready: Callable[[], None
             with trio.open_signal_receiver(*_SIGNALS) as signals:
                 nursery.start_soon(session)
                 await trio.lowlevel.checkpoint()
-                supervisor = fs_bridge.start(bridge, tree, mountpoint, nursery) if bridge is not None else None
+                supervisor = (fs_bridge.start(bridge, tree, mountpoint, nursery, ops.settle)
+                              if bridge is not None else None)
                 ready()
                 async for signum in signals:
                     log.info("%s: unmounting %s", signal.Signals(signum).name, mountpoint)

@@ -321,6 +321,11 @@ class Operations(pyfuse3.Operations):
 
     # -- the kernel's cache --------------------------------------------------------------
 
+    async def settle(self) -> None:
+        """What a request outside FUSE (a binary ioctl through the bridge) calls before
+        its result is sent: the kernel forgets what the request changed."""
+        await self._notify()
+
     async def _notify(self) -> None:
         """Send the invalidations the tree queued, and return once the kernel applied them."""
         cache = self.tree.cache
