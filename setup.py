@@ -38,8 +38,8 @@ def _fuse3(flag: str, prefix: str, default: list[str]) -> list[str]:
 
 
 # vdrm.fs._caller: the sender of each FUSE request, which pyfuse3 does not pass to read
-# and write (see vdrm/fs/caller.py). It needs what pyfuse3's own build needs: a compiler
-# and libfuse3-dev.
+# and write, and the open flags (noflush, cache_readdir) its FileInfo cannot set (see
+# vdrm/fs/caller.py). It needs what pyfuse3's own build needs: a compiler and libfuse3-dev.
 CALLER = Extension("vdrm.fs._caller", ["vdrm/fs/_caller.c"],
                    include_dirs=_fuse3("--cflags-only-I", "-I", ["/usr/include/fuse3"]),
                    libraries=["dl"])  # libfuse3 itself is looked up at import, with dlopen
