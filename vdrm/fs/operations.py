@@ -124,6 +124,7 @@ class _Listing:
     entries: list[DirEntry]
     epoch: int
     read: bool = False  # a readdir from offset 0 has used ``entries``
+    cached: bool = False  # the kernel keeps the listing (FOPEN_CACHE_DIR)
 
 
 class Operations(pyfuse3.Operations):
@@ -206,8 +207,9 @@ class Operations(pyfuse3.Operations):
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         fh = next(self._handles)
         who = Caller(ctx.pid, ctx.uid, ctx.gid)
-        self._dirs[fh] = _Listing(inode, who, self.tree.listdir(inode, who), self.tree.cache.epoch)
+        listing = self._dirs[fh] = _Listing(inode, who, self.tree.listdir(inode, who), self.tree.cache.epoch)
         if self.tree.listing_cached(inode):
+            listing.cached = True
             caller.open_flags(fh, caller.CACHE_READDIR | caller.KEEP_CACHE)
         return fh
 
@@ -216,9 +218,10 @@ class Operations(pyfuse3.Operations):
         listing = self._dirs[fh]
         if start_id == 0:
             # rewinddir(3) lists afresh, as procfs does; and so does a first readdir after
-            # something changed since OPENDIR: a listing the kernel may cache must be the
-            # one of the moment it is sent, or a close just played would stay listed
-            if listing.read or listing.epoch != self.tree.cache.epoch:
+            # something changed since OPENDIR, of a listing the kernel keeps: that must be
+            # the one of the moment it is sent, or a close just played would stay listed
+            # (one it does not keep goes out with timeouts 0, below)
+            if listing.read or (listing.cached and listing.epoch != self.tree.cache.epoch):
                 old, listing.entries = listing.entries, self.tree.listdir(listing.inode, listing.caller)
                 listing.epoch = self.tree.cache.epoch
                 kept = {id(e.inode) for e in listing.entries}
