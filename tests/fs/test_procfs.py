@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,59 @@ def test_a_stale_hint_falls_back_to_the_scan(table) -> None:  # type: ignore[no-
     assert probed[0] == 7 and len(probed) == 402
     assert procs.holding_fd(PID, 9999, hint=400) is None
     assert procs.holds(PID, 1003) and not procs.holds(PID, 9999)
+
+
+def test_held_fdinfo_reads_each_fd_as_it_is_now() -> None:
+    """A kept fdinfo file read again shows what a fresh open would: a flag set with fcntl,
+    ENOENT once the fd is closed, and the new file once its number is reused."""
+    import fcntl
+
+    from vdrm.fs.procfs import HeldFdinfo, parse_fdinfo_header
+
+    held = HeldFdinfo(size=2)
+    fd = os.open("/dev/null", os.O_RDONLY)
+    try:
+        pid = os.getpid()
+        before = parse_fdinfo_header(held.read(pid, fd).decode())
+        fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)
+        after = parse_fdinfo_header(held.read(pid, fd).decode())
+        assert after[1] == before[1] | os.O_NONBLOCK
+        os.close(fd)
+        with pytest.raises(OSError):
+            held.read(pid, fd)
+        fd = os.open("/proc/self/status", os.O_RDONLY)  # the lowest free number: the same one
+        assert parse_fdinfo_header(held.read(pid, fd).decode())[3] == os.fstat(fd).st_ino
+        others = [os.open("/dev/null", os.O_RDONLY) for _ in range(3)]
+        for other in others:
+            held.read(pid, other)
+        assert len(held._files) == 2  # bounded: the least recently read were closed
+        for other in others:
+            os.close(other)
+    finally:
+        os.close(fd)
+        held.close()
+
+
+def test_held_fdinfo_gives_its_files_back_when_the_daemon_runs_out_of_fds() -> None:
+    """EMFILE on a new fdinfo closes the kept ones and opens again: running low on fds
+    never makes a real fd look closed."""
+    import resource
+
+    from vdrm.fs.procfs import HeldFdinfo
+
+    held = HeldFdinfo(size=64)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    mine = [os.open("/dev/null", os.O_RDONLY) for _ in range(8)]
+    try:
+        for fd in mine[:4]:
+            held.read(os.getpid(), fd)
+        probe = os.open("/dev/null", os.O_RDONLY)  # the limit: every fd up to here, no more
+        resource.setrlimit(resource.RLIMIT_NOFILE, (probe + 1, hard))
+        assert held.read(os.getpid(), mine[5]).startswith(b"pos:")
+        assert len(held._files) == 1
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        os.close(probe)
+        for fd in mine:
+            os.close(fd)
+        held.close()

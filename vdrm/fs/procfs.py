@@ -29,9 +29,11 @@ Cost, measured on a 2-vCPU VM with about 75 processes: a whole scan 3 ms, one fd
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -108,6 +110,57 @@ def parse_fdinfo_header(text: str) -> tuple[int, int, int, int] | None:
     return None
 
 
+class HeldFdinfo:
+    """Real ``/proc/<pid>/fdinfo/<fd>`` files kept open and read again with ``pread``.
+
+    procfs renders fdinfo afresh on every read from offset 0, and looks the fd up by
+    number each time: a flag changed with ``fcntl`` shows, a closed fd reads ENOENT, a
+    number reused shows its new file, and a process that exited reads an error even if
+    its pid was reused (the open file holds the old process, not the number). So one
+    ``pread`` answers what open, read and close did, in a sixth of the time (1 against
+    7 us here); the fdinfo open of every real fd pays it. At most ``size`` files are
+    kept (least recently read goes first), and one that fails is closed.
+    """
+
+    def __init__(self, proc: str = "/proc", size: int = 256):
+        self._proc = proc
+        self._size = size
+        self._files: OrderedDict[tuple[int, int], int] = OrderedDict()
+
+    def read(self, pid: int, fd: int) -> bytes:
+        """The text of ``pid``'s fdinfo ``fd`` now; OSError if the fd or process is gone."""
+        key = (pid, fd)
+        held = self._files.get(key)
+        if held is None:
+            held = self._open(f"{self._proc}/{pid}/fdinfo/{fd}")
+            self._files[key] = held
+            if len(self._files) > self._size:
+                _, oldest = self._files.popitem(last=False)
+                os.close(oldest)
+        else:
+            self._files.move_to_end(key)
+        try:
+            return os.pread(held, 65536, 0)
+        except OSError:
+            del self._files[key]
+            os.close(held)
+            raise
+
+    def _open(self, path: str) -> int:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE) or not self._files:
+                raise
+        self.close()  # out of fds: the kept files are what can go, not the answer
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        for held in self._files.values():
+            os.close(held)
+        self._files.clear()
+
+
 class ProcessTable:
     """Which real processes hold which vdrm fds, and their real ``/proc`` files.
 
@@ -125,6 +178,7 @@ class ProcessTable:
         self._proc = proc
         self._self_pid = os.getpid()
         self._mnt_ids: dict[int, bool] = {}  # mnt_id -> is it a mount of our superblock
+        self._fdinfo = HeldFdinfo(proc)
 
     # -- which fds are ours --------------------------------------------------------
 
@@ -202,7 +256,7 @@ class ProcessTable:
 
     def _header(self, pid: int, fd: int) -> FdRef | None:
         try:
-            header = parse_fdinfo_header(_read(f"{self._proc}/{pid}/fdinfo/{fd}").decode())
+            header = parse_fdinfo_header(self._fdinfo.read(pid, fd).decode())
         except OSError:
             return None
         if header is None:
