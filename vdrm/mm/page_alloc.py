@@ -173,6 +173,7 @@ def kvmalloc_size(size: int) -> int:
 
 _NO_RUNS = array("q")
 _VECTOR_RELEASE = 256  # releases of at least this many frames go through numpy
+_TWICE = "release of the same pfn twice in one call (double free)"
 
 
 def _runs(taken: bytes, first_pfn: int) -> tuple[array, list[int]]:
@@ -347,7 +348,7 @@ class PageAllocator:
             taken = pfn_range(start, npages)
             firsts, lengths = (array("q", [start]), [npages]) if runs else (_NO_RUNS, [])
         elif self.vectorised:
-            return self._take_vectorised(npages, runs)
+            taken, firsts, lengths = self._take_vectorised(start, npages, runs)
         else:
             window = 2 * npages + 64
             while True:
@@ -379,8 +380,9 @@ class PageAllocator:
             self._lowest_free = total if lowest < 0 else lowest
         return taken, firsts, lengths
 
-    def _take_vectorised(self, npages: int, runs: bool) -> tuple[array, array, list[int]]:
-        """:meth:`_take`'s search, the same frames from the same random bytes, in numpy.
+    def _take_vectorised(self, start: int, npages: int, runs: bool) -> tuple[array, array, list[int]]:
+        """:meth:`_take`'s search from ``start``, the same frames from the same random bytes,
+        in numpy: the frames picked and marked, and their runs (the caller keeps the books).
 
         The byte-string search above costs a Python object per frame where it lists the
         taken pfns and one per run where it splits them (about 140 us for 512 pages at
@@ -389,10 +391,8 @@ class PageAllocator:
         the reference the tests hold this one to, frame for frame.
         """
         np = _np
-        mem = self._mem_map
         total = self._total_pages
-        start = self._lowest_free
-        frames = np.frombuffer(mem, dtype=np.uint8)
+        frames = np.frombuffer(self._mem_map, dtype=np.uint8)
         window = 2 * npages + 64
         while True:
             end = min(total, start + window)
@@ -419,10 +419,6 @@ class PageAllocator:
             firsts.frombytes(index[heads].astype(np.int64, copy=False).tobytes())
             bounds = heads.tolist()
             lengths = list(map(sub, bounds + [npages], [0] + bounds))
-        self._free -= npages
-        if taken[0] == start:
-            lowest = mem.find(0, start)
-            self._lowest_free = total if lowest < 0 else lowest
         return taken, firsts, lengths
 
     def _thin_vectorised(self, free: "Any") -> "Any":
@@ -465,16 +461,23 @@ class PageAllocator:
         npages = len(pfns)
         if npages == 0:
             return
-        if self.vectorised and npages >= _VECTOR_RELEASE:
-            self._release_vectorised(pfns)
-            return
+        clear = self._release_vectorised if self.vectorised and npages >= _VECTOR_RELEASE else self._release_bytes
+        first, dirty, accessed = clear(pfns)
+        self._released += npages
+        self._released_dirty += dirty
+        self._released_accessed += accessed
+        self._free += npages
+        if first < self._lowest_free:
+            self._lowest_free = first
+
+    def _release_bytes(self, pfns: array) -> tuple[int, int, int]:
+        """Check and free ``pfns`` (nothing freed if a check fails): the lowest, and how
+        many were dirty and accessed."""
+        npages = len(pfns)
         flags = self._flags_of(pfns, "release")
         contiguous = is_contiguous(pfns)
         if not contiguous and len(set(pfns)) != npages:
-            raise KernelBug("release of the same pfn twice in one call (double free)")
-        self._released += npages
-        self._released_dirty += flags.translate(_DIRTY_TABLE).count(1)
-        self._released_accessed += flags.translate(_ACCESSED_TABLE).count(1)
+            raise KernelBug(_TWICE)
         mem = self._mem_map
         if contiguous:
             first = pfns[0]
@@ -482,37 +485,26 @@ class PageAllocator:
         else:
             first = min(pfns)
             deque(map(mem.__setitem__, pfns, repeat(0, npages)), 0)
-        self._free += npages
-        if first < self._lowest_free:
-            self._lowest_free = first
+        return first, flags.translate(_DIRTY_TABLE).count(1), flags.translate(_ACCESSED_TABLE).count(1)
 
-    def _release_vectorised(self, pfns: array) -> None:
-        """:meth:`release` in numpy, with the same checks, in the same order, and the same
-        errors: a big object's pages (a 1 GiB heap is 262,144 frames) cost one array
-        operation per step, not one Python call per frame (48 ms before)."""
+    def _release_vectorised(self, pfns: array) -> tuple[int, int, int]:
+        """:meth:`_release_bytes` in numpy, with the same checks in the same order: a big
+        object's pages (a 1 GiB heap is 262,144 frames) cost one array operation per
+        step, not one Python call per frame (48 ms before). A bad pfn is reported by
+        :meth:`_flags_of`, so both paths name the same one the same way."""
         np = _np
         frames = np.frombuffer(self._mem_map, dtype=np.uint8)
         index = np.frombuffer(pfns, dtype=np.int64)
-        outside = (index < 0) | (index >= self._total_pages)
-        if outside.any():
-            bad = int(index[np.flatnonzero(outside)[0]])
-            raise KernelBug(f"release of pfn {bad:#x}, outside RAM (0..{self._total_pages - 1:#x})")
+        if ((index < 0) | (index >= self._total_pages)).any():
+            self._flags_of(pfns, "release")  # raises, naming the first pfn outside RAM
         flags = frames[index]
-        unallocated = (flags & PG_allocated) == 0
-        if unallocated.any():
-            bad = int(index[np.flatnonzero(unallocated)[0]])
-            raise KernelBug(f"release of pfn {bad:#x}, which is not allocated (double free?)")
+        if not (flags & PG_allocated).all():
+            self._flags_of(pfns, "release")  # raises, naming the first free pfn
         first = int(index.min())
         if not is_contiguous(pfns) and int(np.bincount(index - first).max()) > 1:
-            raise KernelBug("release of the same pfn twice in one call (double free)")
-        npages = len(index)
-        self._released += npages
-        self._released_dirty += int(np.count_nonzero(flags & PG_dirty))
-        self._released_accessed += int(np.count_nonzero(flags & PG_accessed))
+            raise KernelBug(_TWICE)
         frames[index] = 0
-        self._free += npages
-        if first < self._lowest_free:
-            self._lowest_free = first
+        return first, int(np.count_nonzero(flags & PG_dirty)), int(np.count_nonzero(flags & PG_accessed))
 
     def _flags_of(self, pfns: array, what: str) -> bytes:
         """The flags bytes of ``pfns``, after checking every one is a valid allocated frame."""
