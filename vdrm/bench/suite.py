@@ -54,9 +54,7 @@ def _per_page(v: float | None) -> str:
 def run(parts: tuple[str, ...] = PARTS, *, quick: bool = False,
         say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``parts`` and return every figure plus the targets (JSON-ready)."""
-    results: dict[str, Any] = {"machine": machine(), "quick": quick}
-
-    results["steal"] = {}
+    results: dict[str, Any] = {"machine": machine(), "quick": quick, "steal": {}}
 
     def step(name: str, fn: Callable[[], Any]) -> Any:
         say(f"[{name}] ...")

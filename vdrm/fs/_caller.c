@@ -57,7 +57,6 @@ static unsigned long long seen;
 
 static uint64_t pending_fh;
 static unsigned int pending_flags;
-static unsigned long long flagged;
 
 __attribute__((visibility("default")))
 void fuse_session_process_buf(struct fuse_session *se, const struct fuse_buf *buf)
@@ -86,7 +85,6 @@ int fuse_reply_open(fuse_req_t req, const struct fuse_file_info *f)
     if (pending_flags & OPEN_KEEP_CACHE)
         fi.keep_cache = 1;
     pending_flags = 0;
-    flagged++;
     return real_reply_open(req, &fi);
 }
 
@@ -100,11 +98,6 @@ static PyObject *caller_open_flags(PyObject *self, PyObject *args)
     pending_fh = fh;
     pending_flags = flags;
     Py_RETURN_NONE;
-}
-
-static PyObject *caller_flagged(PyObject *self, PyObject *unused)
-{
-    return PyLong_FromUnsignedLongLong(flagged);
 }
 
 static PyObject *caller_current(PyObject *self, PyObject *unused)
@@ -127,8 +120,6 @@ static PyMethodDef caller_methods[] = {
     {"open_flags", caller_open_flags, METH_VARARGS,
      "open_flags(fh, flags): the next OPEN/OPENDIR reply for fh also sets these "
      "(1 noflush, 2 cache_readdir, 4 keep_cache)"},
-    {"flagged", caller_flagged, METH_NOARGS,
-     "flagged() -> how many replies open_flags() has changed (0: pyfuse3 does not call it)"},
     {NULL, NULL, 0, NULL},
 };
 

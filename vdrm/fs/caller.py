@@ -81,11 +81,6 @@ def open_flags(fh: int, flags: int) -> None:
         _shim.open_flags(fh, flags)
 
 
-def flagged() -> int:
-    """How many open replies :func:`open_flags` changed (0 without the shim)."""
-    return _shim.flagged() if _shim is not None else 0
-
-
 def sender() -> Sender:
     """The sender of the request being handled; call it before the handler's first await."""
     if _shim is None:

@@ -254,7 +254,7 @@ class Operations(pyfuse3.Operations):
         self._files[fh] = file
         if flags & os.O_NONBLOCK:
             self._nonblocking.add(fh)
-        await self._notify()
+        await self.settle()
         if not isinstance(file, DrmOpen):  # only a DRM node's close is a hook (vdrm.fs.cache)
             caller.open_flags(fh, caller.NOFLUSH)
         return pyfuse3.FileInfo(fh=fh, direct_io=file.direct_io, keep_cache=file.keep_cache)
@@ -287,7 +287,7 @@ class Operations(pyfuse3.Operations):
                 written = file.write(off, buf)
         finally:  # even a refused store or request may have changed something
             self.tree.changed()
-            await self._notify()
+            await self.settle()
         return written
 
     @_edge
@@ -300,7 +300,7 @@ class Operations(pyfuse3.Operations):
         file = self._files.get(fh)
         if isinstance(file, DrmOpen):
             self.tree.flushed(file)
-            await self._notify()
+            await self.settle()
 
     @_edge
     async def release(self, fh: int) -> None:
@@ -308,7 +308,7 @@ class Operations(pyfuse3.Operations):
         self._nonblocking.discard(fh)
         if file is not None:
             file.release()
-            await self._notify()
+            await self.settle()
 
     # The namespace is fixed: nothing can be created, linked, renamed or removed.
 
@@ -325,12 +325,9 @@ class Operations(pyfuse3.Operations):
     # -- the kernel's cache --------------------------------------------------------------
 
     async def settle(self) -> None:
-        """What a request outside FUSE (a binary ioctl through the bridge) calls before
-        its result is sent: the kernel forgets what the request changed."""
-        await self._notify()
-
-    async def _notify(self) -> None:
-        """Send the invalidations the tree queued, and return once the kernel applied them."""
+        """Send the invalidations the tree queued, and return once the kernel applied them:
+        every handler that changed something, and a request outside FUSE (a binary ioctl
+        through the bridge) before its result is sent."""
         cache = self.tree.cache
         if not cache.pending:
             return
@@ -372,7 +369,7 @@ class Operations(pyfuse3.Operations):
                 self._progress.pop(handle).set()
                 self._progress[handle] = trio.Event()
                 self.tree.changed()
-                await self._notify()
+                await self.settle()
         except Exception:
             log.exception("request failed: answering client %d after a wait", handle.file.client_id)
         finally:

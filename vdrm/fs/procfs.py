@@ -484,7 +484,7 @@ class ScenarioProcessTable:
     def emulated(self, pid: int) -> bool:
         """Whether ``pid`` is the scenario's: its fds and owner change only through scenario
         events (:meth:`take_closed`), never behind vdrm's back."""
-        return pid in self.scenario.processes
+        return self._emulated(pid) is not None
 
     def owner(self, pid: int) -> tuple[int, int]:
         proc = self._emulated(pid)
