@@ -218,6 +218,9 @@ def test_behaves_like_a_dict(ops):
     assert xa.load_range(0, 800).tolist() == [model.get(i, -1) for i in range(800)]
     assert xa.count_range(100, 400) == sum(1 for i in model if 100 <= i < 400)
     assert xa.any_present(0, 800) == bool(model)
+    ordered = sorted(model.items())
+    assert xa.values().tolist() == [v for _, v in ordered]
+    assert xa.values(37, 500).tolist() == [v for i, v in ordered if 37 <= i < 500]
 
 
 def test_values_past_2_31_widen_every_node_and_nothing_changes():
