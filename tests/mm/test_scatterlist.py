@@ -223,8 +223,10 @@ def test_plain_table_set_page_then_dma_map():
     with pytest.raises(InvalidArgument, match="entry 1 has no page"):
         dma_map_sgtable(sgt)
     sgt.set_page(1, 9, P)
+    sgt.set_page(1, 9, P // 2)  # set again: the size follows the new length
     dma_map_sgtable(sgt)
-    assert sgt.dma_segments() == [(7 * P + 16, P - 16), (9 * P, P)]
+    assert sgt.dma_segments() == [(7 * P + 16, P - 16), (9 * P, P // 2)]
+    assert sgt.size == P - 16 + P // 2
 
 
 # -- max_segment --------------------------------------------------------------------------
@@ -363,7 +365,7 @@ def test_sg_free_table_is_idempotent():
     sgt = sg_alloc_table_from_pages([3, 4, 9], 0, 3 * P)
     sg_free_table(sgt)
     sg_free_table(sgt)
-    assert (sgt.nents, sgt.orig_nents, sgt.chunks, list(sgt), sgt.kernel_bytes()) == (0, 0, [], [], 0)
+    assert (sgt.nents, sgt.orig_nents, sgt.chunks, list(sgt), sgt.kernel_bytes(), sgt.size) == (0, 0, [], [], 0, 0)
 
 
 def test_page_runs_paths():
@@ -426,6 +428,7 @@ def test_one_shot_tables_match_the_rules(pages, max_segment, offset, data):
     sgt = sg_alloc_table_from_pages_segment(pages, offset, size, max_segment)
     assert entries(sgt) == model_entries(pages, offset, size, max_segment)
     assert sgt.nents == sgt.orig_nents == len(list(sgt))
+    assert sgt.size == sum(e.length for e in sgt)  # the kept sum, through the 64-bit wrap
 
 
 @settings(max_examples=300, deadline=None)
@@ -461,6 +464,7 @@ def test_append_equals_one_shot(pages, max_segment, data):
     one_shot = sg_alloc_table_from_pages_segment(pages, 0, len(pages) * P, max_segment)
     assert entries(append.sgt) == entries(one_shot)
     assert append.sgt.nents == one_shot.nents
+    assert append.sgt.size == one_shot.size == sum(e.length for e in one_shot)
     assert append.prv.is_last
 
 

@@ -83,6 +83,15 @@ def test_store_range_refuses_negative_values_and_stores_nothing():
     with pytest.raises(InvalidArgument):
         xa.store_range(0, [1, -1, 2])
     assert len(xa) == 0 and xa.nr_nodes == 0
+    # a long range goes through the array-operation narrowing, which must see the sign too
+    for bad in (-1, -(1 << 40), -(1 << 63)):
+        with pytest.raises(InvalidArgument):
+            xa.store_range(0, array("q", range(100, 612)) + array("q", [bad]))
+        assert len(xa) == 0 and xa.nr_nodes == 0 and xa.load_range(0, 1).tolist() == [-1]
+    xa.store(5000, 1 << 40)  # widened: the same refusal on the other path
+    with pytest.raises(InvalidArgument):
+        xa.store_range(0, array("q", range(100, 612)) + array("q", [-1]))
+    assert len(xa) == 1
 
 
 def test_untyped_ranges():

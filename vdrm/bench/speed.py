@@ -40,10 +40,16 @@ def _device(ram: int = 8 << 30, backing: str = "sparse") -> PanfrostDevice:
 
 
 def _call(dev: PanfrostDevice, file: Any, verb: str, **args: Any) -> dict[str, Any]:
+    """The handler of ``verb`` with its optional arguments at their defaults, as a request
+    line without them would call it (the defaults looked up once per declaration)."""
     ioctl = dev.ioctls[verb]
-    full = {a.name: a.default for a in ioctl.args if not a.required}
-    full.update(args)
-    return ioctl.handler(file, **full)
+    cached = _DEFAULTS.get(verb)
+    if cached is None or cached[0] is not ioctl:
+        cached = _DEFAULTS[verb] = (ioctl, {a.name: a.default for a in ioctl.args if not a.required})
+    return ioctl.handler(file, **{**cached[1], **args})
+
+
+_DEFAULTS: dict[str, tuple[Any, dict[str, Any]]] = {}  # verb -> (its declaration, its defaults)
 
 
 def fault_op(backing: str):

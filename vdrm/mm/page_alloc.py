@@ -171,12 +171,13 @@ def kvmalloc_size(size: int) -> int:
     return kmalloc_size(size)
 
 
-_NO_RUNS = array("q")
+_NO_RUNS = array("q")  # the empty runs of a call that asked for none (never mutated)
+_NO_LENGTHS = array("I")
 _VECTOR_RELEASE = 256  # releases of at least this many frames go through numpy
 _TWICE = "release of the same pfn twice in one call (double free)"
 
 
-def _runs(taken: bytes, first_pfn: int) -> tuple[array, list[int]]:
+def _runs(taken: bytes, first_pfn: int) -> tuple[array, array]:
     """The runs of 1s in a window's taken-frames bytes (window byte i is pfn
     ``first_pfn + i``): ``(first pfn of each run, npages of each run)``.
 
@@ -187,7 +188,7 @@ def _runs(taken: bytes, first_pfn: int) -> tuple[array, list[int]]:
     pieces = list(map(len, taken.split(b"\x00")))
     firsts = array("q")
     firsts.fromlist(list(compress(map(add, accumulate(pieces, initial=first_pfn), count()), pieces)))
-    return firsts, list(filter(None, pieces))
+    return firsts, array("I", filter(None, pieces))
 
 
 class Gfp(enum.IntFlag):
@@ -195,6 +196,9 @@ class Gfp(enum.IntFlag):
 
     KERNEL = 0  # GFP_KERNEL: may call shrinkers, may use all free memory
     NOWAIT = 1  # GFP_NOWAIT: no reclaim, fails below the low watermark
+
+
+_NOWAIT = int(Gfp.NOWAIT)
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,8 @@ class PageAllocator:
             raise InvalidArgument(f"low watermark {low_watermark_pages} pages is outside [0, {total_pages}]")
         self._total_pages = total_pages
         self._mem_map = bytearray(total_pages)
+        # the same bytes as numpy sees them (the map is never resized, so the view stays valid)
+        self._frames = _np.frombuffer(self._mem_map, dtype=_np.uint8) if _np is not None else None
         self._free = total_pages
         self._lowest_free = 0
         self._rng = random.Random(seed)
@@ -300,19 +306,20 @@ class PageAllocator:
         """
         return self._alloc(npages, gfp, False)[0]
 
-    def alloc_runs(self, npages: int, gfp: Gfp = Gfp.KERNEL) -> tuple[array, array, list[int]]:
+    def alloc_runs(self, npages: int, gfp: Gfp = Gfp.KERNEL) -> tuple[array, array, array]:
         """:meth:`alloc_pages` that also says how the frames lie: ``(pfns, first pfn of each
-        physically contiguous run, npages of each run)``, in allocation order.
+        physically contiguous run as ``array('q')``, npages of each run as ``array('I')``)``,
+        in allocation order.
 
-        The runs come from the free-frame map the allocation was picked from (C-speed byte
-        splits), so a caller building an sg table needs no run detection over the pfns.
+        The runs come from the search that picked the frames (array operations), so a
+        caller building an sg table needs no run detection over the pfns.
         """
         return self._alloc(npages, gfp, True)
 
-    def _alloc(self, npages: int, gfp: Gfp, runs: bool) -> tuple[array, array, list[int]]:
+    def _alloc(self, npages: int, gfp: Gfp, runs: bool) -> tuple[array, array, array]:
         if not isinstance(npages, int) or npages < 1:
             raise InvalidArgument(f"cannot allocate {npages!r} pages")
-        if gfp & Gfp.NOWAIT:
+        if int(gfp) & _NOWAIT:  # an int test: IntFlag's own & costs half a microsecond
             if self._free - npages < self.low_watermark_pages:
                 self._failures += 1
                 raise OutOfMemory(
@@ -336,7 +343,7 @@ class PageAllocator:
         self._allocations += 1
         return taken
 
-    def _take(self, npages: int, runs: bool = False) -> tuple[array, array, list[int]]:
+    def _take(self, npages: int, runs: bool = False) -> tuple[array, array, array]:
         """Pick ``npages`` free frames (there are at least that many) and mark them allocated;
         with ``runs``, also the runs they form (else two empty values)."""
         mem = self._mem_map
@@ -346,7 +353,7 @@ class PageAllocator:
             # a fresh stretch at the lowest free frame: one contiguous run
             mem[start:start + npages] = b"\x01" * npages
             taken = pfn_range(start, npages)
-            firsts, lengths = (array("q", [start]), [npages]) if runs else (_NO_RUNS, [])
+            firsts, lengths = (array("q", [start]), array("I", [npages])) if runs else (_NO_RUNS, _NO_LENGTHS)
         elif self.vectorised:
             taken, firsts, lengths = self._take_vectorised(start, npages, runs)
         else:
@@ -369,18 +376,18 @@ class PageAllocator:
             cut = taken[-1] + 1 - start
             if taken[-1] - taken[0] == npages - 1:  # ascending and distinct: one run
                 mem[taken[0]:taken[0] + npages] = b"\x01" * npages
-                firsts, lengths = (array("q", [taken[0]]), [npages]) if runs else (_NO_RUNS, [])
+                firsts, lengths = (array("q", [taken[0]]), array("I", [npages])) if runs else (_NO_RUNS, _NO_LENGTHS)
             else:
                 marked = int.from_bytes(old[:cut], "little") | int.from_bytes(takeable[:cut], "little")
                 mem[start:start + cut] = marked.to_bytes(cut, "little")
-                firsts, lengths = _runs(takeable[:cut], start) if runs else (_NO_RUNS, [])
+                firsts, lengths = _runs(takeable[:cut], start) if runs else (_NO_RUNS, _NO_LENGTHS)
         self._free -= npages
         if taken[0] == start:
             lowest = mem.find(0, start)
             self._lowest_free = total if lowest < 0 else lowest
         return taken, firsts, lengths
 
-    def _take_vectorised(self, start: int, npages: int, runs: bool) -> tuple[array, array, list[int]]:
+    def _take_vectorised(self, start: int, npages: int, runs: bool) -> tuple[array, array, array]:
         """:meth:`_take`'s search from ``start``, the same frames from the same random bytes,
         in numpy: the frames picked and marked, and their runs (the caller keeps the books).
 
@@ -392,47 +399,50 @@ class PageAllocator:
         """
         np = _np
         total = self._total_pages
-        frames = np.frombuffer(self._mem_map, dtype=np.uint8)
+        frames = self._frames
         window = 2 * npages + 64
         while True:
             end = min(total, start + window)
             free = frames[start:end] == 0
             takeable = self._thin_vectorised(free) if self._skip_threshold else free
-            found = int(np.count_nonzero(takeable))
-            if found >= npages:
+            if np.count_nonzero(takeable) >= npages:
                 break
             if end == total:
                 takeable = free  # pressure: every free frame, in order
                 break
             window *= 2
-        index = np.flatnonzero(takeable)[:npages]
+        # ndarray methods and ufuncs, not numpy's Python-level wrappers (flatnonzero, ones,
+        # diff): at 512 frames a call's overhead costs more than its work
+        index = takeable.nonzero()[0][:npages]
         index += start
         frames[index] = PG_allocated
         taken = array("q")
-        taken.frombytes(index.astype(np.int64, copy=False).tobytes())
+        taken.frombytes(index.tobytes())  # nonzero gives intp: int64 on every 64-bit host
         if not runs:
-            firsts, lengths = _NO_RUNS, []
-        else:
-            heads = np.flatnonzero(index[1:] - index[:-1] != 1)  # the last frame of each run but the last
-            heads += 1  # now the first of each run but the first
-            firsts = array("q", [int(index[0])])
-            firsts.frombytes(index[heads].astype(np.int64, copy=False).tobytes())
-            bounds = heads.tolist()
-            lengths = list(map(sub, bounds + [npages], [0] + bounds))
+            return taken, _NO_RUNS, _NO_LENGTHS
+        # cuts[k]: a run starts at index[k] (cuts[npages] closes the last run); a run ends
+        # wherever the next frame is not the next pfn
+        cuts = np.empty(npages + 1, dtype=bool)
+        cuts[0] = cuts[npages] = True
+        np.not_equal(np.subtract(index[1:], index[:-1]), 1, out=cuts[1:npages])
+        bounds = cuts.nonzero()[0]
+        firsts = array("q")
+        firsts.frombytes(index[bounds[:-1]].tobytes())
+        lengths = array("I")
+        lengths.frombytes(np.subtract(bounds[1:], bounds[:-1]).astype(np.uint32).tobytes())
         return taken, firsts, lengths
 
     def _thin_vectorised(self, free: "Any") -> "Any":
         """:meth:`_thin` over a boolean array (same random bytes, same frames left)."""
         np = _np
-        width = len(free)
-        eligible = np.zeros(width, dtype=bool)
-        np.logical_and(free[1:], free[:-1], out=eligible[1:])
+        eligible = free[1:] & free[:-1]  # frame i+1 is free and so is frame i
         if self._skip_threshold < 256:
-            eligible &= np.frombuffer(self._rng.randbytes(width), dtype=np.uint8) < self._skip_threshold
+            # the random byte of each frame, as 1 where it is below the threshold (translate)
+            eligible &= np.frombuffer(self._rng.randbytes(len(free)).translate(self._skip_table), dtype=bool)[1:]
         # leave every other frame of each stretch of eligible ones, starting with its first:
         # a bool array's bytes are 0/1, and a left-to-right replace is _thin's regex
-        left = np.frombuffer(eligible.tobytes().replace(b"\x01\x01", b"\x01\x00"), dtype=bool)
-        return free & ~left
+        left = np.frombuffer(b"\x00" + eligible.tobytes().replace(b"\x01\x01", b"\x01\x00"), dtype=bool)
+        return free > left  # free and not left (a frame left behind is a free one)
 
     def _thin(self, free: bytes) -> bytes:
         """Frames of a window to take (1), from its free frames (1), leaving some behind.
@@ -493,7 +503,7 @@ class PageAllocator:
         step, not one Python call per frame (48 ms before). A bad pfn is reported by
         :meth:`_flags_of`, so both paths name the same one the same way."""
         np = _np
-        frames = np.frombuffer(self._mem_map, dtype=np.uint8)
+        frames = self._frames
         index = np.frombuffer(pfns, dtype=np.int64)
         if ((index < 0) | (index >= self._total_pages)).any():
             self._flags_of(pfns, "release")  # raises, naming the first pfn outside RAM

@@ -120,7 +120,7 @@ def _slot_bytes(max_single_alloc: int) -> int:
 class SgTable:
     """``struct sg_table``: entries in chunks of ``max_single_alloc`` slots."""
 
-    __slots__ = ("nents", "orig_nents", "_pfns", "_lengths", "_first_offset", "_chunks",
+    __slots__ = ("nents", "orig_nents", "_pfns", "_lengths", "_size", "_first_offset", "_chunks",
                  "max_single_alloc", "dma_mapped", "_ended")
 
     def __init__(self, max_single_alloc: int = SG_MAX_SINGLE_ALLOC):
@@ -128,6 +128,7 @@ class SgTable:
         self.orig_nents = 0
         self._pfns = array("q")
         self._lengths = array("I")
+        self._size = 0  # sum(_lengths), kept by every writer of _lengths
         self._first_offset = 0  # only entry 0 may have a non-zero offset
         self._chunks: list[int] = []  # slots per chunk
         self.max_single_alloc = max_single_alloc
@@ -240,7 +241,7 @@ class SgTable:
     @property
     def size(self) -> int:
         """Bytes described: the sum of the entries' lengths."""
-        return sum(self._lengths)
+        return self._size
 
     def kernel_bytes(self) -> int:
         """Bytes the kernel allocates for this table: the ``sg_table`` struct plus its chunks
@@ -264,6 +265,7 @@ class SgTable:
         if pfn < 0 or not 0 <= length <= UINT_MAX or not 0 <= offset <= UINT_MAX:
             raise InvalidArgument(f"bad sg entry: pfn {pfn}, offset {offset}, length {length}")
         self._pfns[index] = pfn
+        self._size += length - self._lengths[index]
         self._lengths[index] = length
         if index == 0:
             self._first_offset = offset
@@ -499,7 +501,7 @@ def sg_alloc_append_table_from_pages(
     max_single_alloc: int = SG_MAX_SINGLE_ALLOC,
     log: "KernelLog | None" = None,
     task: Task = DEFAULT_TASK,
-    runs: tuple[array, list[int]] | None = None,
+    runs: tuple[array, Sequence[int]] | None = None,
 ) -> None:
     """``sg_alloc_append_table_from_pages``: append ``pages`` to ``append``.
 
@@ -586,15 +588,17 @@ def sg_alloc_append_table_from_pages(
         else:
             chunks, used_last = [], 0
         new_chunks = _place_entries(chunks, used_last, nentries, left_pages, sgt.max_single_alloc)
-        lengths = _entry_lengths(npages, offset, size, nnew)
+        lengths, added = _entry_lengths(npages, offset, size, nnew)
     # -- nothing was changed above this line; apply --
     if absorbed:
         sgt._lengths[-1] += absorbed * PAGE_SIZE
+        sgt._size += absorbed * PAGE_SIZE
     if nnew:
         if not nentries_before:
             sgt._first_offset = offset
         sgt._pfns += firsts
         sgt._lengths += lengths
+        sgt._size += added
         sgt._chunks = new_chunks
         sgt.nents = sgt.orig_nents = nentries_before + nentries
         sgt._ended = left_pages == 0
@@ -602,17 +606,18 @@ def sg_alloc_append_table_from_pages(
         sgt._ended = True
 
 
-def _entry_lengths(npages: list[int], offset: int, size: int, total_npages: int) -> array:
-    """Entry lengths: ``min(size_left, chunk bytes)`` with 64-bit wrap of ``size_left``."""
+def _entry_lengths(npages: Sequence[int], offset: int, size: int, total_npages: int) -> tuple[array, int]:
+    """Entry lengths, ``min(size_left, chunk bytes)`` with 64-bit wrap of ``size_left``, and
+    their sum."""
     if len(npages) == 1:
-        chunk = total_npages * PAGE_SIZE - offset
-        return array("I", [min(size, chunk)])
+        length = min(size, total_npages * PAGE_SIZE - offset)
+        return array("I", [length]), length
     if len(npages) == total_npages:  # one page per entry
         lengths = array("I", [PAGE_SIZE]) * total_npages
     elif _LITTLE:
         # every lane times PAGE_SIZE at once: an entry is at most UINT_MAX bytes, so no
         # lane's npages reaches 2**20 and the shift never carries into the next lane
-        pages = array("I", npages)
+        pages = npages if isinstance(npages, array) and npages.typecode == "I" else array("I", npages)
         lengths = array("I")
         lengths.frombytes((int.from_bytes(pages, "little") << PAGE_SHIFT).to_bytes(4 * len(pages), "little"))
     else:  # pragma: no cover - every supported host is little-endian
@@ -620,11 +625,14 @@ def _entry_lengths(npages: list[int], offset: int, size: int, total_npages: int)
         lengths.fromlist(list(map(PAGE_SIZE.__mul__, npages)))
     if offset:
         lengths[0] -= offset
-    if size < total_npages * PAGE_SIZE - offset:
-        ends = list(accumulate(lengths))
-        short = bisect_right(ends, size)  # first entry the remaining size cannot fill
-        lengths[short] = size - (ends[short - 1] if short else 0)
-    return lengths
+    full = total_npages * PAGE_SIZE - offset
+    if size >= full:
+        return lengths, full
+    ends = list(accumulate(lengths))
+    short = bisect_right(ends, size)  # first entry the remaining size cannot fill
+    cut = size - (ends[short - 1] if short else 0)
+    lengths[short] = cut
+    return lengths, full - (ends[short] - (ends[short - 1] if short else 0)) + cut
 
 
 def sg_alloc_table_from_pages_segment(
@@ -635,7 +643,7 @@ def sg_alloc_table_from_pages_segment(
     *,
     max_single_alloc: int = SG_MAX_SINGLE_ALLOC,
     log: "KernelLog | None" = None,
-    runs: tuple[array, list[int]] | None = None,
+    runs: tuple[array, Sequence[int]] | None = None,
 ) -> SgTable:
     """``sg_alloc_table_from_pages_segment``: a one-shot table (append with ``left_pages = 0``);
     ``runs`` as for :func:`sg_alloc_append_table_from_pages`."""
@@ -709,6 +717,7 @@ def sg_free_table(sgt: SgTable) -> None:
     sgt.nents = sgt.orig_nents = 0
     sgt._pfns = array("q")
     sgt._lengths = array("I")
+    sgt._size = 0
     sgt._first_offset = 0
     sgt._chunks = []
     sgt.dma_mapped = False

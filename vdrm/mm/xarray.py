@@ -53,17 +53,18 @@ NARROW_MAX = (1 << 31) - 1  # the largest value a narrow (array('i')) node holds
 
 
 def _narrow(values: array) -> array | None:
-    """A non-negative ``array('q')`` as ``array('i')`` (the low halves), or None if a value
-    is above NARROW_MAX; array operations, no Python object per value."""
+    """An ``array('q')`` as ``array('i')`` (the low halves), or None unless every value lies
+    in ``[0, NARROW_MAX]``; array operations, no Python object per value. So a narrowed
+    range needs no separate check for negative values."""
     if _np is not None and len(values) >= 64:
         wide = _np.frombuffer(values, dtype=_np.int64)
-        if int(wide.max()) > NARROW_MAX:
+        if _np.maximum.reduce(wide.view(_np.uint64)) > NARROW_MAX:  # a negative value is huge as unsigned
             return None
         out = array("i")
         out.frombytes(wide.astype(_np.int32).tobytes())
         return out
     if not _LITTLE:  # pragma: no cover - every supported host is little-endian
-        return array("i", values) if not values or max(values) <= NARROW_MAX else None
+        return array("i", values) if not values or 0 <= min(values) <= max(values) <= NARROW_MAX else None
     halves = memoryview(values).cast("B").cast("i")
     if halves[1::2].tobytes().count(0) != 4 * len(values):
         return None
@@ -179,14 +180,13 @@ class XArray:
             return
         if not isinstance(values, array) or values.typecode != "q":
             values = array("q", values)
-        if any_negative(values):
+        narrow = None if self._widened else _narrow(values)  # None also when a value is negative
+        if narrow is not None:
+            values = narrow
+        elif any_negative(values):
             raise InvalidArgument("XArray('q') stores non-negative ints; store_range got a negative value")
-        if not self._widened:
-            narrow = _narrow(values)
-            if narrow is None:
-                self._widen()
-            else:
-                values = narrow
+        elif not self._widened:
+            self._widen()
         nodes = self._nodes
         pos = 0
         index = first
@@ -262,10 +262,17 @@ class XArray:
         if last is None:
             return iter(sorted(k for k in self._nodes if k >= lo))
         hi = (last - 1) >> XA_CHUNK_SHIFT
-        if hi - lo < len(self._nodes):
-            nodes = self._nodes
-            return (k for k in range(lo, hi + 1) if k in nodes)
+        if hi - lo < len(self._nodes):  # look the range's keys up (a set operation, in C)
+            return iter(sorted(self._nodes.keys() & range(lo, hi + 1)))
         return iter(sorted(k for k in self._nodes if lo <= k <= hi))
+
+    def _no_node_in(self, first: int, last: int) -> bool:
+        """Whether no node overlaps ``[first, last)``: the range's keys looked up in C when
+        they are fewer than the nodes, else False (let the caller walk the nodes)."""
+        if last <= first:
+            return True
+        lo, hi = first >> XA_CHUNK_SHIFT, (last - 1) >> XA_CHUNK_SHIFT
+        return hi - lo < len(self._nodes) and self._nodes.keys().isdisjoint(range(lo, hi + 1))
 
     def _spans(self, first: int, last: int | None) -> Iterator[tuple[int, Any, int, int]]:
         """(node base index, node, first slot, end slot) for the nodes inside ``[first, last)``."""
@@ -306,6 +313,8 @@ class XArray:
 
     def count_range(self, first: int, last: int) -> int:
         """Number of present entries with ``first <= index < last``."""
+        if self._no_node_in(first, last):  # a fresh range (a heap fault's): no node to look at
+            return 0
         if self._typed:
             return sum((hi - lo) - count_holes(node[lo:hi]) for _, node, lo, hi in self._spans(first, last))
         return sum((hi - lo) - node[lo:hi].count(None) for _, node, lo, hi in self._spans(first, last))

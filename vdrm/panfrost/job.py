@@ -147,6 +147,8 @@ class Scheduler:
 
     def update(self) -> None:
         """Process every job start and end up to the clock's current time, in time order."""
+        if not self._in_flight:  # no job queued or running: there is no event to process
+            return
         now = self.clock.now_ns()
         while True:
             event = self._next_event()
