@@ -107,3 +107,16 @@ def test_steal_is_the_stolen_share_of_the_cpu_ticks_between_two_readings() -> No
     assert steal_share((0, 0), (0, 0)) == 0.0
     steal, total = cpu_ticks()
     assert 0 <= steal <= total and total > 0
+
+
+def test_compare_settles_each_side_before_timing_its_batch() -> None:
+    """Every timed batch follows a tenth of a batch of untimed calls of its own side, and
+    the sides alternate which goes first."""
+    from itertools import groupby
+
+    from vdrm.bench.common import compare
+
+    calls: list[str] = []
+    compare(lambda: calls.append("a"), lambda: calls.append("b"), batch=20, repeats=3, warmup=0)
+    runs = [(side, len(list(group))) for side, group in groupby(calls)]
+    assert runs == [("b", 22), ("a", 44), ("b", 44), ("a", 22)]  # b a | a b | b a

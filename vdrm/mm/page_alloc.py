@@ -405,15 +405,16 @@ class PageAllocator:
             end = min(total, start + window)
             free = frames[start:end] == 0
             takeable = self._thin_vectorised(free) if self._skip_threshold else free
-            if np.count_nonzero(takeable) >= npages:
+            # ndarray methods and ufuncs, not numpy's Python-level wrappers (flatnonzero,
+            # ones, diff): at 512 frames a call's overhead costs more than its work
+            found = takeable.nonzero()[0]
+            if len(found) >= npages:
                 break
             if end == total:
-                takeable = free  # pressure: every free frame, in order
+                found = free.nonzero()[0]  # pressure: every free frame, in order
                 break
             window *= 2
-        # ndarray methods and ufuncs, not numpy's Python-level wrappers (flatnonzero, ones,
-        # diff): at 512 frames a call's overhead costs more than its work
-        index = takeable.nonzero()[0][:npages]
+        index = found[:npages]
         index += start
         frames[index] = PG_allocated
         taken = array("q")
