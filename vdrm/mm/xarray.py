@@ -254,29 +254,23 @@ class XArray:
             index += take
         return _wide(out) if self._typed else out
 
-    def _node_keys(self, first: int, last: int | None) -> Iterator[int]:
+    def _node_keys(self, first: int, last: int | None) -> list[int]:
         """Keys of existing nodes overlapping ``[first, last)``, ascending."""
         if last is not None and last <= first:
-            return iter(())
+            return []
         lo = first >> XA_CHUNK_SHIFT
         if last is None:
-            return iter(sorted(k for k in self._nodes if k >= lo))
+            return sorted(k for k in self._nodes if k >= lo)
         hi = (last - 1) >> XA_CHUNK_SHIFT
         if hi - lo < len(self._nodes):  # look the range's keys up (a set operation, in C)
-            return iter(sorted(self._nodes.keys() & range(lo, hi + 1)))
-        return iter(sorted(k for k in self._nodes if lo <= k <= hi))
+            return sorted(self._nodes.keys() & range(lo, hi + 1))
+        return sorted(k for k in self._nodes if lo <= k <= hi)
 
-    def _no_node_in(self, first: int, last: int) -> bool:
-        """Whether no node overlaps ``[first, last)``: the range's keys looked up in C when
-        they are fewer than the nodes, else False (let the caller walk the nodes)."""
-        if last <= first:
-            return True
-        lo, hi = first >> XA_CHUNK_SHIFT, (last - 1) >> XA_CHUNK_SHIFT
-        return hi - lo < len(self._nodes) and self._nodes.keys().isdisjoint(range(lo, hi + 1))
-
-    def _spans(self, first: int, last: int | None) -> Iterator[tuple[int, Any, int, int]]:
-        """(node base index, node, first slot, end slot) for the nodes inside ``[first, last)``."""
-        for key in self._node_keys(first, last):
+    def _spans(self, first: int, last: int | None,
+               keys: list[int] | None = None) -> Iterator[tuple[int, Any, int, int]]:
+        """(node base index, node, first slot, end slot) for the nodes inside ``[first, last)``
+        (``keys``: their :meth:`_node_keys`, if the caller has them)."""
+        for key in self._node_keys(first, last) if keys is None else keys:
             base = key << XA_CHUNK_SHIFT
             lo = max(first - base, 0)
             hi = XA_CHUNK_SIZE if last is None else min(last - base, XA_CHUNK_SIZE)
@@ -313,11 +307,12 @@ class XArray:
 
     def count_range(self, first: int, last: int) -> int:
         """Number of present entries with ``first <= index < last``."""
-        if self._no_node_in(first, last):  # a fresh range (a heap fault's): no node to look at
+        keys = self._node_keys(first, last)
+        if not keys:  # a fresh range (a heap fault's): no node to look at
             return 0
         if self._typed:
-            return sum((hi - lo) - count_holes(node[lo:hi]) for _, node, lo, hi in self._spans(first, last))
-        return sum((hi - lo) - node[lo:hi].count(None) for _, node, lo, hi in self._spans(first, last))
+            return sum((hi - lo) - count_holes(node[lo:hi]) for _, node, lo, hi in self._spans(first, last, keys))
+        return sum((hi - lo) - node[lo:hi].count(None) for _, node, lo, hi in self._spans(first, last, keys))
 
     def any_present(self, first: int, last: int) -> bool:
         """Whether any entry is present with ``first <= index < last``."""
