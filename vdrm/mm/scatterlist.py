@@ -630,9 +630,9 @@ def _entry_lengths(npages: Sequence[int], offset: int, size: int, total_npages: 
         return lengths, full
     ends = list(accumulate(lengths))
     short = bisect_right(ends, size)  # first entry the remaining size cannot fill
-    cut = size - (ends[short - 1] if short else 0)
-    lengths[short] = cut
-    return lengths, full - (ends[short] - (ends[short - 1] if short else 0)) + cut
+    before = ends[short - 1] if short else 0
+    lengths[short] = size - before
+    return lengths, full - (ends[short] - before) + lengths[short]
 
 
 def sg_alloc_table_from_pages_segment(
